@@ -1,0 +1,398 @@
+//! Every message exchanged between the Videoroom client and server, as serde types.
+//!
+//! The wire format is JSON text frames over one WebSocket (`/socket`). Each frame is one
+//! [`ClientMessage`] or [`ServerMessage`], tagged by `"type"`. The shape follows the Membrane
+//! RTC engine's media events (used by the original tutorial), with two changes: events are typed
+//! JSON rather than JSON strings inside JSON, and the server makes every SDP offer (one
+//! negotiation in flight per peer), so the client only ever answers.
+//!
+//! Conversation in brief:
+//! 1. client `channelJoin {topic: "room:<name>", protocolVersion}` → server `channelJoined` or
+//!    `channelJoinError`;
+//! 2. client `mediaEvent {data: join {metadata: {displayName}}}` → server `peerAccepted` (or
+//!    `peerDenied`), then `sdpOffer`; the client answers with `sdpAnswer`; candidates trickle both
+//!    ways; `tracksAdded` / `peerJoined` / `peerLeft` / `tracksRemoved` follow as the room changes.
+//!
+//! Invariant: this crate knows neither side. It has no I/O and builds for `wasm32-unknown-unknown`.
+
+mod limits;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use limits::*;
+pub use validate::{validate_display_name, validate_room_name, ValidationError};
+
+/// The protocol version this build speaks; sent in `channelJoin`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The topic prefix of a room channel: `room:<name>`.
+pub const ROOM_TOPIC_PREFIX: &str = "room:";
+
+/// A peer id, assigned by the server (a UUID string).
+pub type PeerId = String;
+/// A track id, assigned by the server: `<peerId>:<uuid>`.
+pub type TrackId = String;
+
+/// A frame sent by the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Join the channel `room:<name>` (the tutorial's `channel.join()`).
+    #[serde(rename_all = "camelCase")]
+    ChannelJoin {
+        /// `room:<name>`.
+        topic: String,
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol_version: u32,
+    },
+    /// A media event for the room's engine.
+    MediaEvent {
+        /// The event.
+        data: ClientMediaEvent,
+    },
+    /// Leave the channel (and the room, if joined).
+    ChannelLeave {},
+}
+
+/// A frame sent by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ServerMessage {
+    /// The channel join succeeded.
+    #[serde(rename_all = "camelCase")]
+    ChannelJoined {
+        /// The topic joined.
+        topic: String,
+        /// The version the server speaks.
+        protocol_version: u32,
+    },
+    /// The channel join failed (bad topic, bad version, server full).
+    ChannelJoinError {
+        /// What went wrong, for a person.
+        reason: String,
+    },
+    /// A media event from the room's engine.
+    MediaEvent {
+        /// The event.
+        data: ServerMediaEvent,
+    },
+    /// A frame the server could not accept; the connection stays open.
+    Error {
+        /// Machine-readable class of the problem.
+        code: ErrorCode,
+        /// What was wrong, for a person.
+        message: String,
+    },
+}
+
+/// The class of a protocol [`ServerMessage::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorCode {
+    /// Not JSON, or not a known message shape.
+    BadMessage,
+    /// A field is too long, too many items, or has forbidden characters.
+    InvalidField,
+    /// A valid message that is not allowed now (e.g. media event before join).
+    UnexpectedMessage,
+    /// The peer names another peer's id or track.
+    Forbidden,
+    /// Negotiation failed (SDP refused, ICE candidate refused).
+    Negotiation,
+    /// Too many messages in a short time.
+    RateLimited,
+}
+
+/// A peer's public metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerMetadata {
+    /// The name shown under the peer's tile.
+    pub display_name: String,
+}
+
+/// What a track carries and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackMetadata {
+    /// Where the media comes from.
+    pub source: TrackSource,
+    /// Whether the publisher has muted it (media may still flow as silence/black).
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// The source of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrackSource {
+    /// Microphone audio.
+    Microphone,
+    /// Camera video.
+    Camera,
+    /// Screen share video.
+    Screen,
+}
+
+/// A peer as seen by the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerInfo {
+    /// The peer's id.
+    pub id: PeerId,
+    /// Its metadata.
+    pub metadata: PeerMetadata,
+    /// The tracks it publishes.
+    pub track_id_to_metadata: BTreeMap<TrackId, TrackMetadata>,
+}
+
+/// An SDP as in `RTCSessionDescriptionInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDescription {
+    /// `offer` or `answer`.
+    #[serde(rename = "type")]
+    pub kind: SdpType,
+    /// The SDP text.
+    pub sdp: String,
+}
+
+/// The type of a [`SessionDescription`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    /// An offer.
+    Offer,
+    /// An answer.
+    Answer,
+}
+
+/// An ICE candidate as in `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IceCandidate {
+    /// The `candidate:` line (empty string = end of candidates).
+    pub candidate: String,
+    /// The media id it belongs to.
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    /// The m-line index it belongs to.
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_m_line_index: Option<u16>,
+    /// The ICE username fragment.
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// A media event sent by the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ClientMediaEvent {
+    /// Enter the room with this metadata.
+    Join {
+        /// The peer's metadata.
+        metadata: PeerMetadata,
+    },
+    /// The answer to the server's latest `sdpOffer`.
+    #[serde(rename_all = "camelCase")]
+    SdpAnswer {
+        /// The answer.
+        sdp_answer: SessionDescription,
+        /// Metadata of the client's own tracks, keyed by their local track id.
+        track_id_to_track_metadata: BTreeMap<String, TrackMetadata>,
+        /// Which local track id the client sends on each mid.
+        mid_to_track_id: BTreeMap<String, String>,
+    },
+    /// A trickled ICE candidate.
+    Candidate(IceCandidate),
+    /// Ask the server to offer again (e.g. after adding a local track).
+    RenegotiateTracks {},
+    /// Change this peer's metadata.
+    UpdatePeerMetadata {
+        /// The new metadata.
+        metadata: PeerMetadata,
+    },
+    /// Change the metadata of one of this peer's tracks.
+    #[serde(rename_all = "camelCase")]
+    UpdateTrackMetadata {
+        /// A track this peer publishes.
+        track_id: TrackId,
+        /// The new metadata.
+        track_metadata: TrackMetadata,
+    },
+    /// Leave the room (the channel stays joined).
+    Leave {},
+}
+
+/// A media event sent by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ServerMediaEvent {
+    /// The join was accepted.
+    #[serde(rename_all = "camelCase")]
+    PeerAccepted {
+        /// This peer's id.
+        id: PeerId,
+        /// Everyone else already in the room.
+        peers_in_room: Vec<PeerInfo>,
+    },
+    /// The join was refused.
+    PeerDenied {
+        /// Why, for a person.
+        reason: String,
+    },
+    /// Someone entered the room.
+    PeerJoined {
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Someone left the room.
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// Someone changed their metadata.
+    #[serde(rename_all = "camelCase")]
+    PeerUpdated {
+        /// Who.
+        peer_id: PeerId,
+        /// The new metadata.
+        metadata: PeerMetadata,
+    },
+    /// A peer started publishing tracks.
+    #[serde(rename_all = "camelCase")]
+    TracksAdded {
+        /// The publisher.
+        peer_id: PeerId,
+        /// The new tracks.
+        track_id_to_metadata: BTreeMap<TrackId, TrackMetadata>,
+    },
+    /// A peer stopped publishing tracks.
+    #[serde(rename_all = "camelCase")]
+    TracksRemoved {
+        /// The publisher.
+        peer_id: PeerId,
+        /// The tracks gone.
+        track_ids: Vec<TrackId>,
+    },
+    /// A track's metadata changed.
+    #[serde(rename_all = "camelCase")]
+    TrackUpdated {
+        /// The publisher.
+        peer_id: PeerId,
+        /// The track.
+        track_id: TrackId,
+        /// The new metadata.
+        track_metadata: TrackMetadata,
+    },
+    /// A new offer; the client must answer with `sdpAnswer`.
+    #[serde(rename_all = "camelCase")]
+    SdpOffer {
+        /// The offer.
+        sdp_offer: SessionDescription,
+        /// Which track id the server sends on each mid (the client's receivers map through it).
+        mid_to_track_id: BTreeMap<String, TrackId>,
+    },
+    /// A trickled ICE candidate.
+    Candidate(IceCandidate),
+    /// The room engine hit an error concerning this peer.
+    Error {
+        /// What went wrong, for a person.
+        message: String,
+    },
+}
+
+/// Why an incoming frame was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The frame exceeds [`MAX_FRAME_BYTES`].
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The frame's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not JSON, or not a known message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Well-formed, but a field breaks a bound.
+    #[error("invalid field: {0}")]
+    Invalid(#[from] ValidationError),
+}
+
+impl DecodeError {
+    /// The error code to report this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge { .. } | DecodeError::Malformed(_) => ErrorCode::BadMessage,
+            DecodeError::Invalid(_) => ErrorCode::InvalidField,
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, DecodeError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: text.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+impl ClientMessage {
+    /// Parses and bounds-checks a frame from a client.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let msg: Self = decode(text)?;
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    /// Serialises the message to its JSON frame.
+    pub fn encode(&self) -> String {
+        // Serialising these plain data types cannot fail (string keys only).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerMessage {
+    /// Parses and bounds-checks a frame from the server.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let msg: Self = decode(text)?;
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    /// Serialises the message to its JSON frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Shorthand for a media event frame.
+    pub fn media(data: ServerMediaEvent) -> Self {
+        ServerMessage::MediaEvent { data }
+    }
+
+    /// Shorthand for an error frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The room name in a `room:<name>` topic, if it is one.
+pub fn room_from_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix(ROOM_TOPIC_PREFIX)
+}
+
+/// The `room:<name>` topic of a room.
+pub fn topic_for_room(room: &str) -> String {
+    format!("{ROOM_TOPIC_PREFIX}{room}")
+}

@@ -1,0 +1,287 @@
+//! Golden JSON pins the wire format; every variant round-trips; bad frames get clear errors.
+//!
+//! Set `UPDATE_GOLDEN=1` to rewrite the golden files after a deliberate wire change.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use protocol::*;
+
+fn camera() -> TrackMetadata {
+    TrackMetadata {
+        source: TrackSource::Camera,
+        muted: false,
+    }
+}
+
+fn peer(id: &str, name: &str) -> PeerInfo {
+    PeerInfo {
+        id: id.into(),
+        metadata: PeerMetadata {
+            display_name: name.into(),
+        },
+        track_id_to_metadata: BTreeMap::from([(format!("{id}:t1"), camera())]),
+    }
+}
+
+fn candidate() -> IceCandidate {
+    IceCandidate {
+        candidate: "candidate:1 1 udp 2130706431 127.0.0.1 4000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: Some("abcd".into()),
+    }
+}
+
+fn client_samples() -> Vec<(&'static str, ClientMessage)> {
+    use ClientMediaEvent as E;
+    let media = |data| ClientMessage::MediaEvent { data };
+    vec![
+        (
+            "client_channel_join",
+            ClientMessage::ChannelJoin {
+                topic: "room:standup".into(),
+                protocol_version: PROTOCOL_VERSION,
+            },
+        ),
+        ("client_channel_leave", ClientMessage::ChannelLeave {}),
+        (
+            "client_join",
+            media(E::Join {
+                metadata: PeerMetadata {
+                    display_name: "Ada".into(),
+                },
+            }),
+        ),
+        (
+            "client_sdp_answer",
+            media(E::SdpAnswer {
+                sdp_answer: SessionDescription {
+                    kind: SdpType::Answer,
+                    sdp: "v=0\r\n".into(),
+                },
+                track_id_to_track_metadata: BTreeMap::from([("local-video".into(), camera())]),
+                mid_to_track_id: BTreeMap::from([("1".into(), "local-video".into())]),
+            }),
+        ),
+        ("client_candidate", media(E::Candidate(candidate()))),
+        ("client_renegotiate_tracks", media(E::RenegotiateTracks {})),
+        (
+            "client_update_peer_metadata",
+            media(E::UpdatePeerMetadata {
+                metadata: PeerMetadata {
+                    display_name: "Ada L.".into(),
+                },
+            }),
+        ),
+        (
+            "client_update_track_metadata",
+            media(E::UpdateTrackMetadata {
+                track_id: "p1:t1".into(),
+                track_metadata: TrackMetadata {
+                    source: TrackSource::Microphone,
+                    muted: true,
+                },
+            }),
+        ),
+        ("client_leave", media(E::Leave {})),
+    ]
+}
+
+fn server_samples() -> Vec<(&'static str, ServerMessage)> {
+    use ServerMediaEvent as E;
+    vec![
+        (
+            "server_channel_joined",
+            ServerMessage::ChannelJoined {
+                topic: "room:standup".into(),
+                protocol_version: PROTOCOL_VERSION,
+            },
+        ),
+        (
+            "server_channel_join_error",
+            ServerMessage::ChannelJoinError {
+                reason: "room name: must not be empty".into(),
+            },
+        ),
+        (
+            "server_error",
+            ServerMessage::error(ErrorCode::BadMessage, "malformed message"),
+        ),
+        (
+            "server_peer_accepted",
+            ServerMessage::media(E::PeerAccepted {
+                id: "p2".into(),
+                peers_in_room: vec![peer("p1", "Ada")],
+            }),
+        ),
+        (
+            "server_peer_denied",
+            ServerMessage::media(E::PeerDenied {
+                reason: "room is full".into(),
+            }),
+        ),
+        (
+            "server_peer_joined",
+            ServerMessage::media(E::PeerJoined {
+                peer: peer("p3", "Grace"),
+            }),
+        ),
+        (
+            "server_peer_left",
+            ServerMessage::media(E::PeerLeft {
+                peer_id: "p3".into(),
+            }),
+        ),
+        (
+            "server_peer_updated",
+            ServerMessage::media(E::PeerUpdated {
+                peer_id: "p1".into(),
+                metadata: PeerMetadata {
+                    display_name: "Ada L.".into(),
+                },
+            }),
+        ),
+        (
+            "server_tracks_added",
+            ServerMessage::media(E::TracksAdded {
+                peer_id: "p1".into(),
+                track_id_to_metadata: BTreeMap::from([("p1:t1".into(), camera())]),
+            }),
+        ),
+        (
+            "server_tracks_removed",
+            ServerMessage::media(E::TracksRemoved {
+                peer_id: "p1".into(),
+                track_ids: vec!["p1:t1".into()],
+            }),
+        ),
+        (
+            "server_track_updated",
+            ServerMessage::media(E::TrackUpdated {
+                peer_id: "p1".into(),
+                track_id: "p1:t1".into(),
+                track_metadata: camera(),
+            }),
+        ),
+        (
+            "server_sdp_offer",
+            ServerMessage::media(E::SdpOffer {
+                sdp_offer: SessionDescription {
+                    kind: SdpType::Offer,
+                    sdp: "v=0\r\n".into(),
+                },
+                mid_to_track_id: BTreeMap::from([("2".into(), "p1:t1".into())]),
+            }),
+        ),
+        (
+            "server_candidate",
+            ServerMessage::media(E::Candidate(candidate())),
+        ),
+        (
+            "server_media_error",
+            ServerMessage::media(E::Error {
+                message: "negotiation failed".into(),
+            }),
+        ),
+    ]
+}
+
+fn golden(name: &str, json: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, format!("{json}\n")).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(expected.trim_end(), json, "wire format of {name} changed");
+}
+
+#[test]
+fn client_messages_match_golden_and_round_trip() {
+    for (name, msg) in client_samples() {
+        let json = msg.encode();
+        golden(name, &json);
+        assert_eq!(ClientMessage::decode(&json).unwrap(), msg, "{name}");
+    }
+}
+
+#[test]
+fn server_messages_match_golden_and_round_trip() {
+    for (name, msg) in server_samples() {
+        let json = msg.encode();
+        golden(name, &json);
+        assert_eq!(ServerMessage::decode(&json).unwrap(), msg, "{name}");
+    }
+}
+
+#[test]
+fn unknown_type_is_named_in_the_error() {
+    let e = ClientMessage::decode(r#"{"type":"fly"}"#).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadMessage);
+    assert!(e.to_string().contains("unknown variant `fly`"), "{e}");
+
+    let e =
+        ClientMessage::decode(r#"{"type":"mediaEvent","data":{"type":"teleport"}}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown variant `teleport`"), "{e}");
+}
+
+#[test]
+fn malformed_and_missing_fields_are_reported() {
+    let e = ClientMessage::decode("{not json").unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed(_)), "{e}");
+    let e = ClientMessage::decode(r#"{"type":"channelJoin","topic":"room:a"}"#).unwrap_err();
+    assert!(
+        e.to_string().contains("missing field `protocolVersion`"),
+        "{e}"
+    );
+    let e = ClientMessage::decode(r#"{"type":"channelLeave","extra":1}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field `extra`"), "{e}");
+}
+
+#[test]
+fn oversized_frames_and_fields_are_refused() {
+    let big = format!(
+        r#"{{"type":"channelJoin","topic":"{}","protocolVersion":1}}"#,
+        "a".repeat(MAX_FRAME_BYTES)
+    );
+    assert!(matches!(
+        ClientMessage::decode(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+
+    let long_name = format!(
+        r#"{{"type":"mediaEvent","data":{{"type":"join","metadata":{{"displayName":"{}"}}}}}}"#,
+        "x".repeat(65)
+    );
+    let e = ClientMessage::decode(&long_name).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidField);
+    assert_eq!(
+        e.to_string(),
+        "invalid field: display name: is 65 characters, the limit is 64"
+    );
+
+    let mids: BTreeMap<String, String> = (0..=MAX_MIDS)
+        .map(|i| (i.to_string(), "t".into()))
+        .collect();
+    let msg = ClientMessage::MediaEvent {
+        data: ClientMediaEvent::SdpAnswer {
+            sdp_answer: SessionDescription {
+                kind: SdpType::Answer,
+                sdp: String::new(),
+            },
+            track_id_to_track_metadata: BTreeMap::new(),
+            mid_to_track_id: mids,
+        },
+    };
+    assert!(msg.validate().is_err());
+}
+
+#[test]
+fn topics() {
+    assert_eq!(room_from_topic("room:abc"), Some("abc"));
+    assert_eq!(room_from_topic("lobby:abc"), None);
+    assert_eq!(topic_for_room("abc"), "room:abc");
+}
