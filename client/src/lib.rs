@@ -1,7 +1,48 @@
-//! Videoroom's browser client (filled in by the client issue).
+//! Videoroom's browser client: the Membrane videoroom tutorial's `Room` in Rust, compiled to wasm.
+//!
+//! Codemap:
+//! - [`app`] routes on `location.pathname`: the landing form (`/`) or the room page (`/room/<name>`);
+//! - [`landing`] is the join form; [`form`] its validation (pure);
+//! - [`room`] is the tutorial's `Room`: socket, channel join, local media, UI callbacks, leave;
+//! - [`endpoint`] is the tutorial's `MembraneWebRTC`: the `RTCPeerConnection`, answering the
+//!   server's offers, ICE both ways, and the media-event callbacks; [`negotiation`] its pure
+//!   bookkeeping (which mid carries what);
+//! - [`socket`] owns the WebSocket and its handlers; [`media`] gets the camera and microphone;
+//! - [`room_ui`] holds the DOM helpers; [`consts`] the tutorial's constants; [`routing`] parses URLs.
+//!
+//! Only the pure modules build on the host; everything touching the browser is wasm-only.
 
-use wasm_bindgen::prelude::*;
+pub mod consts;
+pub mod form;
+pub mod negotiation;
+pub mod routing;
 
-/// Entry point: runs when the wasm module loads.
-#[wasm_bindgen(start)]
-pub fn start() {}
+#[cfg(target_arch = "wasm32")]
+pub mod app;
+#[cfg(target_arch = "wasm32")]
+pub mod endpoint;
+#[cfg(target_arch = "wasm32")]
+pub mod landing;
+#[cfg(target_arch = "wasm32")]
+pub mod log;
+#[cfg(target_arch = "wasm32")]
+pub mod media;
+#[cfg(target_arch = "wasm32")]
+pub mod room;
+#[cfg(target_arch = "wasm32")]
+pub mod room_ui;
+#[cfg(target_arch = "wasm32")]
+pub mod socket;
+
+#[cfg(target_arch = "wasm32")]
+pub use endpoint::{EndpointCallbacks, TrackContext, WebRtcEndpoint};
+#[cfg(target_arch = "wasm32")]
+pub use room::{Room, RoomError, RoomOptions};
+
+/// Entry point of the page: `main` in the tutorial's `index.ts` (route, then `Room::new()` and
+/// `join()` on a room page).
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    app::start();
+}

@@ -1,1 +1,659 @@
+//! Headless WebRTC peers that speak Videoroom's protocol over a real WebSocket, with real ICE,
+//! DTLS and SRTP: they publish synthetic audio and video RTP whose payloads can be checked
+//! byte for byte, and count what they receive per track. The server's integration tests use
+//! them; they are also the seed of the load generator.
 
+mod payload;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    topic_for_room, ClientMediaEvent, ClientMessage, IceCandidate, PeerId, PeerMetadata, SdpType,
+    ServerMediaEvent, ServerMessage, SessionDescription, TrackId, TrackMetadata, TrackSource,
+    PROTOCOL_VERSION,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+use webrtc::track::track_remote::TrackRemote;
+
+pub use payload::{check_payload, make_payload};
+
+/// What a test peer publishes.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// Publish an Opus-labelled audio track (50 packets/s).
+    pub audio: bool,
+    /// Publish a VP8-labelled video track.
+    pub video: bool,
+    /// Video packets per second.
+    pub video_packets_per_second: u32,
+    /// Video payload size in bytes.
+    pub video_payload_bytes: usize,
+    /// Address the peer gathers ICE candidates on.
+    pub ice_ip: IpAddr,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            audio: true,
+            video: true,
+            video_packets_per_second: 100,
+            video_payload_bytes: 1000,
+            ice_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+}
+
+/// What one received track has delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackStats {
+    /// The publisher (the stream id the server gave it).
+    pub publisher: PeerId,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// Packets received.
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Packets whose payload was not what the publisher wrote.
+    pub corrupt: u64,
+}
+
+/// Everything a test peer has seen, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct PeerState {
+    /// Our id once accepted.
+    pub id: Option<PeerId>,
+    /// The other peers in the room: id → display name.
+    pub peers: BTreeMap<PeerId, String>,
+    /// Tracks announced by tracksAdded/peerAccepted: id → (publisher, metadata).
+    pub tracks: BTreeMap<TrackId, (PeerId, TrackMetadata)>,
+    /// Tracks announced then removed.
+    pub removed_tracks: Vec<TrackId>,
+    /// Media received per track id.
+    pub received: BTreeMap<TrackId, TrackStats>,
+    /// The peer connection's state.
+    pub connection: Option<RTCPeerConnectionState>,
+    /// Offers received.
+    pub offers: u32,
+    /// Error frames received (top-level and media-level).
+    pub errors: Vec<String>,
+    /// The refusal, if the join was denied.
+    pub denied: Option<String>,
+    /// The close frame (code, reason) or `Some((0, ..))` if the socket ended without one.
+    pub closed: Option<(u16, String)>,
+}
+
+impl PeerState {
+    /// Packets received from `publisher` of `kind` (`audio`/`video`).
+    pub fn packets_from(&self, publisher: &str, kind: &str) -> u64 {
+        self.received
+            .values()
+            .filter(|t| t.publisher == publisher && t.kind == kind)
+            .map(|t| t.packets)
+            .sum()
+    }
+
+    /// Corrupt packets received over all tracks.
+    pub fn corrupt(&self) -> u64 {
+        self.received.values().map(|t| t.corrupt).sum()
+    }
+}
+
+/// Why a join did not succeed.
+#[derive(Debug)]
+pub enum JoinError {
+    /// The server answered peerDenied.
+    Denied(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Denied(r) => write!(f, "peer denied: {r}"),
+            JoinError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<anyhow::Error> for JoinError {
+    fn from(e: anyhow::Error) -> Self {
+        JoinError::Other(e)
+    }
+}
+
+/// Builds the WebRTC API a test peer uses: Opus + VP8, loopback ICE only.
+pub fn api(ice_ip: IpAddr) -> anyhow::Result<API> {
+    let mut m = MediaEngine::default();
+    m.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut m)?;
+    let mut s = SettingEngine::default();
+    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    s.set_network_types(vec![NetworkType::Udp4]);
+    s.set_include_loopback_candidate(ice_ip.is_loopback());
+    s.set_ip_filter(Box::new(move |ip| ip == ice_ip));
+    Ok(APIBuilder::new()
+        .with_media_engine(m)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(s)
+        .build())
+}
+
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+/// A participant driven from Rust.
+pub struct TestPeer {
+    /// Our peer id.
+    pub id: PeerId,
+    /// Our display name.
+    pub name: String,
+    pc: Arc<RTCPeerConnection>,
+    out: mpsc::UnboundedSender<Message>,
+    state: watch::Receiver<PeerState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestPeer {
+    /// Connects to `url` (`ws://host:port/socket`), joins `room` as `name`, and starts
+    /// negotiating and publishing. Returns once the server accepted the peer.
+    pub async fn join(
+        url: &str,
+        room: &str,
+        name: &str,
+        options: PeerOptions,
+    ) -> Result<TestPeer, JoinError> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let (sink, mut stream) = ws.split();
+        let (out, out_rx) = mpsc::unbounded_channel::<Message>();
+        let writer = tokio::spawn(write_loop(sink, out_rx));
+        let send = |m: ClientMessage| out.send(Message::Text(m.encode().into()));
+        send(ClientMessage::ChannelJoin {
+            topic: topic_for_room(room),
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .map_err(|_| anyhow!("socket closed"))?;
+        match next_server_message(&mut stream).await? {
+            ServerMessage::ChannelJoined { .. } => {}
+            ServerMessage::ChannelJoinError { reason } => {
+                return Err(anyhow!("channel join refused: {reason}").into())
+            }
+            other => return Err(anyhow!("unexpected reply to channelJoin: {other:?}").into()),
+        }
+        send(ClientMessage::MediaEvent {
+            data: ClientMediaEvent::Join {
+                metadata: PeerMetadata {
+                    display_name: name.to_owned(),
+                },
+            },
+        })
+        .map_err(|_| anyhow!("socket closed"))?;
+        let (id, peers) = match next_server_message(&mut stream).await? {
+            ServerMessage::MediaEvent {
+                data: ServerMediaEvent::PeerAccepted { id, peers_in_room },
+            } => (id, peers_in_room),
+            ServerMessage::MediaEvent {
+                data: ServerMediaEvent::PeerDenied { reason },
+            } => {
+                writer.abort();
+                return Err(JoinError::Denied(reason));
+            }
+            other => return Err(anyhow!("unexpected reply to join: {other:?}").into()),
+        };
+
+        let mut initial = PeerState {
+            id: Some(id.clone()),
+            ..Default::default()
+        };
+        for p in peers {
+            for (t, meta) in p.track_id_to_metadata {
+                initial.tracks.insert(t, (p.id.clone(), meta));
+            }
+            initial.peers.insert(p.id, p.metadata.display_name);
+        }
+        let (state_tx, state) = watch::channel(initial);
+        let state_tx = Arc::new(state_tx);
+
+        let api = api(options.ice_ip)?;
+        let pc = Arc::new(
+            api.new_peer_connection(RTCConfiguration::default())
+                .await
+                .context("creating peer connection")?,
+        );
+        // Tracks added before the first offer is applied take the server's recvonly m-lines.
+        let mut local_tracks = Vec::new();
+        let mut track_meta = BTreeMap::new();
+        let stream_id = format!("testkit-{id}");
+        if options.audio {
+            let t = Arc::new(TrackLocalStaticRTP::new(
+                RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_OPUS.into(),
+                    clock_rate: 48000,
+                    channels: 2,
+                    ..Default::default()
+                },
+                format!("{id}-audio"),
+                stream_id.clone(),
+            ));
+            pc.add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
+                .await
+                .context("adding audio")?;
+            track_meta.insert(
+                t.id().to_owned(),
+                TrackMetadata {
+                    source: TrackSource::Microphone,
+                    muted: false,
+                },
+            );
+            local_tracks.push((t, 50u32, 120usize));
+        }
+        if options.video {
+            let t = Arc::new(TrackLocalStaticRTP::new(
+                RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_VP8.into(),
+                    clock_rate: 90000,
+                    ..Default::default()
+                },
+                format!("{id}-video"),
+                stream_id.clone(),
+            ));
+            pc.add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
+                .await
+                .context("adding video")?;
+            track_meta.insert(
+                t.id().to_owned(),
+                TrackMetadata {
+                    source: TrackSource::Camera,
+                    muted: false,
+                },
+            );
+            local_tracks.push((
+                t,
+                options.video_packets_per_second,
+                options.video_payload_bytes,
+            ));
+        }
+
+        let weak = Arc::downgrade(&state_tx);
+        pc.on_peer_connection_state_change(Box::new(move |s| {
+            if let Some(tx) = weak.upgrade() {
+                tx.send_modify(|st| st.connection = Some(s));
+            }
+            Box::pin(async {})
+        }));
+        let cand_out = out.clone();
+        pc.on_ice_candidate(Box::new(move |c| {
+            if let Some(init) = c.and_then(|c| c.to_json().ok()) {
+                let msg = ClientMessage::MediaEvent {
+                    data: ClientMediaEvent::Candidate(IceCandidate {
+                        candidate: init.candidate,
+                        sdp_mid: init.sdp_mid,
+                        sdp_m_line_index: init.sdp_mline_index,
+                        username_fragment: init.username_fragment,
+                    }),
+                };
+                let _ = cand_out.send(Message::Text(msg.encode().into()));
+            }
+            Box::pin(async {})
+        }));
+        let weak = Arc::downgrade(&state_tx);
+        pc.on_track(Box::new(move |track, _, _| {
+            if let Some(tx) = weak.upgrade() {
+                tokio::spawn(receive(track, tx));
+            }
+            Box::pin(async {})
+        }));
+
+        let mut tasks = vec![writer];
+        tasks.push(tokio::spawn(signal_loop(
+            stream,
+            out.clone(),
+            Arc::downgrade(&pc),
+            state_tx.clone(),
+            track_meta,
+        )));
+        for (track, pps, size) in local_tracks {
+            tasks.push(tokio::spawn(publish(track, pps, size)));
+        }
+        // Keep the state sender alive as long as the tasks are.
+        let keep = state_tx;
+        tasks.push(tokio::spawn(async move {
+            std::future::pending::<()>().await;
+            drop(keep);
+        }));
+        Ok(TestPeer {
+            id,
+            name: name.to_owned(),
+            pc,
+            out,
+            state,
+            tasks,
+        })
+    }
+
+    /// A snapshot of what the peer has seen.
+    pub fn state(&self) -> PeerState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until `pred` holds, or fails after `timeout` naming `what` and the last state.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&PeerState) -> bool,
+    ) -> anyhow::Result<PeerState> {
+        let mut rx = self.state.clone();
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|s| pred(s)).await.map(|s| s.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(_)) => bail!("{}: peer stopped while waiting for {what}", self.name),
+            Err(_) => bail!(
+                "{}: timed out after {timeout:?} waiting for {what}; state: {:#?}",
+                self.name,
+                self.state()
+            ),
+        }
+    }
+
+    /// Sends a raw text frame (for malformed-input tests).
+    pub fn send_raw(&self, text: impl Into<String>) {
+        let _ = self.out.send(Message::Text(text.into().into()));
+    }
+
+    /// Sends a protocol message.
+    pub fn send(&self, msg: &ClientMessage) {
+        self.send_raw(msg.encode());
+    }
+
+    /// Leaves politely: `leave`, `channelLeave`, close frame, peer connection closed.
+    pub async fn leave(self) {
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::Leave {},
+        });
+        self.send(&ClientMessage::ChannelLeave {});
+        let _ = self.out.send(Message::Close(None));
+        // Let the writer flush before the tasks go.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.shutdown().await;
+    }
+
+    /// Vanishes: the TCP connection is dropped without a close frame, as when a tab is killed.
+    pub async fn vanish(self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+async fn next_server_message(
+    stream: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+              + Unpin),
+) -> anyhow::Result<ServerMessage> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .context("no reply from the server within 10s")?
+            .context("socket closed")??;
+        match frame {
+            Message::Text(t) => return Ok(ServerMessage::decode(t.as_str())?),
+            Message::Close(c) => bail!("socket closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+async fn write_loop(mut sink: WsSink, mut rx: mpsc::UnboundedReceiver<Message>) {
+    while let Some(m) = rx.recv().await {
+        let close = matches!(m, Message::Close(_));
+        if sink.send(m).await.is_err() || close {
+            break;
+        }
+    }
+}
+
+async fn signal_loop(
+    mut stream: futures_util::stream::SplitStream<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    >,
+    out: mpsc::UnboundedSender<Message>,
+    pc: std::sync::Weak<RTCPeerConnection>,
+    state: Arc<watch::Sender<PeerState>>,
+    track_meta: BTreeMap<String, TrackMetadata>,
+) {
+    let mut uplink_mids: BTreeMap<String, String> = BTreeMap::new();
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(c)) => {
+                let c = c.map(|c| (u16::from(c.code), c.reason.to_string()));
+                state.send_modify(|s| s.closed = Some(c.unwrap_or((1005, String::new()))));
+                return;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        let msg = match ServerMessage::decode(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                state.send_modify(|s| s.errors.push(format!("undecodable frame: {e}")));
+                continue;
+            }
+        };
+        let Some(pc) = pc.upgrade() else { return };
+        let event = match msg {
+            ServerMessage::MediaEvent { data } => data,
+            ServerMessage::Error { code, message } => {
+                state.send_modify(|s| s.errors.push(format!("{code:?}: {message}")));
+                continue;
+            }
+            other => {
+                state.send_modify(|s| s.errors.push(format!("unexpected: {other:?}")));
+                continue;
+            }
+        };
+        match event {
+            ServerMediaEvent::SdpOffer {
+                sdp_offer,
+                mid_to_track_id,
+            } => match answer(
+                &pc,
+                sdp_offer,
+                &mid_to_track_id,
+                &track_meta,
+                &mut uplink_mids,
+            )
+            .await
+            {
+                Ok(reply) => {
+                    state.send_modify(|s| s.offers += 1);
+                    let _ = out.send(Message::Text(reply.encode().into()));
+                }
+                Err(e) => state.send_modify(|s| s.errors.push(format!("answering: {e:#}"))),
+            },
+            ServerMediaEvent::Candidate(c) => {
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_m_line_index,
+                    username_fragment: c.username_fragment,
+                };
+                if let Err(e) = pc.add_ice_candidate(init).await {
+                    state.send_modify(|s| s.errors.push(format!("candidate: {e}")));
+                }
+            }
+            ServerMediaEvent::PeerJoined { peer } => state.send_modify(|s| {
+                for (t, m) in &peer.track_id_to_metadata {
+                    s.tracks.insert(t.clone(), (peer.id.clone(), m.clone()));
+                }
+                s.peers.insert(peer.id, peer.metadata.display_name);
+            }),
+            ServerMediaEvent::PeerLeft { peer_id } => state.send_modify(|s| {
+                s.peers.remove(&peer_id);
+            }),
+            ServerMediaEvent::PeerUpdated { peer_id, metadata } => state.send_modify(|s| {
+                s.peers.insert(peer_id, metadata.display_name);
+            }),
+            ServerMediaEvent::TracksAdded {
+                peer_id,
+                track_id_to_metadata,
+            } => state.send_modify(|s| {
+                for (t, m) in track_id_to_metadata {
+                    s.tracks.insert(t, (peer_id.clone(), m));
+                }
+            }),
+            ServerMediaEvent::TracksRemoved { track_ids, .. } => state.send_modify(|s| {
+                for t in track_ids {
+                    s.tracks.remove(&t);
+                    s.removed_tracks.push(t);
+                }
+            }),
+            ServerMediaEvent::TrackUpdated {
+                peer_id,
+                track_id,
+                track_metadata,
+            } => state.send_modify(|s| {
+                s.tracks.insert(track_id, (peer_id, track_metadata));
+            }),
+            ServerMediaEvent::Error { message } => state.send_modify(|s| s.errors.push(message)),
+            ServerMediaEvent::PeerAccepted { .. } | ServerMediaEvent::PeerDenied { .. } => {
+                state.send_modify(|s| s.errors.push("unexpected second join reply".into()))
+            }
+        }
+    }
+    state.send_modify(|s| {
+        if s.closed.is_none() {
+            s.closed = Some((0, "socket ended".into()));
+        }
+    });
+}
+
+async fn answer(
+    pc: &RTCPeerConnection,
+    offer: SessionDescription,
+    mid_to_track_id: &BTreeMap<String, TrackId>,
+    track_meta: &BTreeMap<String, TrackMetadata>,
+    uplink_mids: &mut BTreeMap<String, String>,
+) -> anyhow::Result<ClientMessage> {
+    if offer.kind != SdpType::Offer {
+        bail!("sdpOffer carried an {:?}", offer.kind);
+    }
+    pc.set_remote_description(RTCSessionDescription::offer(offer.sdp)?)
+        .await?;
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await?;
+    let sdp = pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp;
+    for t in pc.get_transceivers().await {
+        let (Some(mid), Some(track)) = (t.mid(), t.sender().await.track().await) else {
+            continue;
+        };
+        if !mid_to_track_id.contains_key(mid.as_str()) {
+            uplink_mids.insert(mid.to_string(), track.id().to_owned());
+        }
+    }
+    Ok(ClientMessage::MediaEvent {
+        data: ClientMediaEvent::SdpAnswer {
+            sdp_answer: SessionDescription {
+                kind: SdpType::Answer,
+                sdp,
+            },
+            track_id_to_track_metadata: track_meta.clone(),
+            mid_to_track_id: uplink_mids.clone(),
+        },
+    })
+}
+
+async fn receive(track: Arc<TrackRemote>, state: Arc<watch::Sender<PeerState>>) {
+    let id = track.id();
+    let publisher = track.stream_id();
+    let kind = track.kind().to_string();
+    state.send_modify(|s| {
+        s.received.entry(id.clone()).or_insert_with(|| TrackStats {
+            publisher: publisher.clone(),
+            kind: kind.clone(),
+            ..Default::default()
+        });
+    });
+    while let Ok((packet, _)) = track.read_rtp().await {
+        let ok = check_payload(&packet.payload);
+        let len = packet.payload.len() as u64;
+        state.send_modify(|s| {
+            if let Some(t) = s.received.get_mut(&id) {
+                t.packets += 1;
+                t.bytes += len;
+                if !ok {
+                    t.corrupt += 1;
+                }
+            }
+        });
+    }
+}
+
+async fn publish(track: Arc<TrackLocalStaticRTP>, packets_per_second: u32, size: usize) {
+    let clock = track.codec().clock_rate;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / packets_per_second.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq: u16 = 0;
+    let mut counter: u32 = 0;
+    loop {
+        tick.tick().await;
+        let packet = webrtc::rtp::packet::Packet {
+            header: webrtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                sequence_number: seq,
+                timestamp: counter.wrapping_mul(clock / packets_per_second.max(1)),
+                ..Default::default()
+            },
+            payload: make_payload(counter, size),
+        };
+        // Before negotiation binds the track there is nowhere to send: not an error.
+        let _ = track.write_rtp(&packet).await;
+        seq = seq.wrapping_add(1);
+        counter = counter.wrapping_add(1);
+    }
+}

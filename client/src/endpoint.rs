@@ -1,0 +1,783 @@
+//! The WebRTC endpoint: the tutorial's `MembraneWebRTC`, speaking Videoroom's protocol.
+//!
+//! It owns the `RTCPeerConnection`, answers the server's offers (the server makes every offer;
+//! the client never does), trickles ICE candidates both ways, keeps the list of the others and
+//! their tracks, and reports everything through [`EndpointCallbacks`].
+//!
+//! Media events are handled one at a time, in order, by one task: an offer's
+//! `setRemoteDescription` finishes before the next event (often its candidates) is looked at.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+use js_sys::{Array, Reflect};
+use protocol::{
+    ClientMediaEvent, IceCandidate, PeerId, PeerInfo, PeerMetadata, ServerMediaEvent,
+    SessionDescription, TrackId, TrackMetadata,
+};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    Event, MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceCandidateInit,
+    RtcIceConnectionState, RtcIceServer, RtcIceTransportPolicy, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcRtpTransceiver, RtcRtpTransceiverDirection, RtcSdpType,
+    RtcSessionDescriptionInit, RtcTrackEvent,
+};
+
+use crate::log;
+use crate::negotiation::{publisher_of, CandidateFate, Negotiation};
+
+// Members web-sys does not bind yet, on views of the web-sys types.
+#[wasm_bindgen]
+extern "C" {
+    /// An `RTCIceCandidate`, seen for its `usernameFragment`.
+    type CandidateExt;
+    #[wasm_bindgen(method, getter, js_name = usernameFragment)]
+    fn username_fragment(this: &CandidateExt) -> Option<String>;
+
+    /// An `RTCRtpSender`, seen for its `setStreams`.
+    type SenderExt;
+    #[wasm_bindgen(method, catch, js_name = setStreams)]
+    fn set_streams(this: &SenderExt, stream: &MediaStream) -> Result<(), JsValue>;
+}
+
+/// A track of another peer, as the callbacks see it.
+#[derive(Debug, Clone)]
+pub struct TrackContext {
+    /// The publisher.
+    pub peer_id: PeerId,
+    /// The server's id of the track (`<peerId>:<uuid>`).
+    pub track_id: TrackId,
+    /// What the publisher says about the track.
+    pub metadata: Option<TrackMetadata>,
+    /// The media, once it arrives (`on_track_ready`).
+    pub track: Option<MediaStreamTrack>,
+    /// The publisher's stream (all its tracks in one), once media arrives.
+    pub stream: Option<MediaStream>,
+}
+
+/// What the endpoint reports, as the tutorial's `callbacks` object.
+pub trait EndpointCallbacks {
+    /// A media event to send to the server.
+    fn on_send_media_event(&self, event: ClientMediaEvent);
+    /// Something went wrong with the connection (shown to the person).
+    fn on_connection_error(&self, message: &str);
+    /// The server accepted the join: our id and everyone already there.
+    fn on_join_success(&self, peer_id: &str, peers_in_room: &[PeerInfo]);
+    /// The server refused the join.
+    fn on_join_error(&self, reason: &str);
+    /// A remote track's media arrived.
+    fn on_track_ready(&self, ctx: &TrackContext);
+    /// A peer announced a track (its media may arrive later).
+    fn on_track_added(&self, _ctx: &TrackContext) {}
+    /// A peer stopped publishing a track.
+    fn on_track_removed(&self, _ctx: &TrackContext) {}
+    /// A track's metadata changed.
+    fn on_track_updated(&self, _ctx: &TrackContext) {}
+    /// Someone entered the room.
+    fn on_peer_joined(&self, peer: &PeerInfo);
+    /// Someone left the room.
+    fn on_peer_left(&self, peer: &PeerInfo);
+    /// Someone changed their metadata.
+    fn on_peer_updated(&self, _peer: &PeerInfo) {}
+}
+
+/// A STUN or TURN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:` / `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+/// How the peer connection is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// ICE servers; none by default (the server is reachable directly).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// The WebRTC endpoint (cheap to clone: a handle).
+#[derive(Clone)]
+pub struct WebRtcEndpoint {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    callbacks: Box<dyn EndpointCallbacks>,
+    config: EndpointConfig,
+    state: RefCell<State>,
+    events: RefCell<Option<UnboundedSender<ServerMediaEvent>>>,
+}
+
+#[derive(Default)]
+struct State {
+    pc: Option<PeerConnection>,
+    local_peer_id: Option<PeerId>,
+    join_sent: bool,
+    left: bool,
+    peers: BTreeMap<PeerId, RemotePeer>,
+    local_tracks: Vec<LocalTrack>,
+    negotiation: Negotiation,
+    ready_tracks: BTreeMap<TrackId, TrackContext>,
+}
+
+struct RemotePeer {
+    info: PeerInfo,
+    stream: Option<MediaStream>,
+}
+
+struct LocalTrack {
+    track: MediaStreamTrack,
+    stream: MediaStream,
+    metadata: TrackMetadata,
+    mid: Option<String>,
+}
+
+/// The peer connection and the handlers attached to it; dropping it detaches them and closes
+/// the connection.
+struct PeerConnection {
+    pc: RtcPeerConnection,
+    _on_ice_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
+    _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
+    _on_ice_state: Closure<dyn FnMut(Event)>,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.pc.set_onicecandidate(None);
+        self.pc.set_ontrack(None);
+        self.pc.set_oniceconnectionstatechange(None);
+        self.pc.close();
+    }
+}
+
+impl WebRtcEndpoint {
+    /// An endpoint reporting to `callbacks`. Nothing happens until [`join`](Self::join).
+    pub fn new(config: EndpointConfig, callbacks: impl EndpointCallbacks + 'static) -> Self {
+        let (tx, rx) = unbounded();
+        let inner = Rc::new(Inner {
+            callbacks: Box::new(callbacks),
+            config,
+            state: RefCell::default(),
+            events: RefCell::new(Some(tx)),
+        });
+        spawn_event_loop(Rc::downgrade(&inner), rx);
+        WebRtcEndpoint { inner }
+    }
+
+    /// Asks the server to let us in with this metadata (`mediaEvent join`).
+    pub fn join(&self, metadata: PeerMetadata) {
+        {
+            let mut s = self.inner.state.borrow_mut();
+            if s.left || s.join_sent {
+                return;
+            }
+            s.join_sent = true;
+        }
+        self.inner
+            .callbacks
+            .on_send_media_event(ClientMediaEvent::Join { metadata });
+    }
+
+    /// Hands a media event from the server to the endpoint (handled in order, asynchronously).
+    pub fn receive_media_event(&self, event: ServerMediaEvent) {
+        if let Some(events) = self.inner.events.borrow().as_ref() {
+            let _ = events.unbounded_send(event);
+        }
+    }
+
+    /// Publishes a local track. Tracks added before the server's first offer ride on it;
+    /// a later one asks the server for a new offer.
+    pub fn add_track(
+        &self,
+        track: &MediaStreamTrack,
+        stream: &MediaStream,
+        metadata: TrackMetadata,
+    ) {
+        let renegotiate = {
+            let mut s = self.inner.state.borrow_mut();
+            if s.left || s.local_tracks.iter().any(|t| t.track.id() == track.id()) {
+                return;
+            }
+            s.local_tracks.push(LocalTrack {
+                track: track.clone(),
+                stream: stream.clone(),
+                metadata,
+                mid: None,
+            });
+            s.negotiation.offers_received() > 0
+        };
+        if renegotiate {
+            self.inner
+                .callbacks
+                .on_send_media_event(ClientMediaEvent::RenegotiateTracks {});
+        }
+    }
+
+    /// Leaves the room: tells the server (if we asked to join), closes the peer connection and
+    /// drops its handlers, and stops handling events. Idempotent.
+    pub fn leave(&self) {
+        let (join_sent, pc) = {
+            let mut s = self.inner.state.borrow_mut();
+            if s.left {
+                return;
+            }
+            s.left = true;
+            s.peers.clear();
+            s.ready_tracks.clear();
+            s.local_tracks.clear();
+            (s.join_sent, s.pc.take())
+        };
+        self.inner.events.borrow_mut().take();
+        if join_sent {
+            self.inner
+                .callbacks
+                .on_send_media_event(ClientMediaEvent::Leave {});
+        }
+        drop(pc);
+    }
+
+    /// Whether [`leave`](Self::leave) ran.
+    pub fn has_left(&self) -> bool {
+        self.inner.state.borrow().left
+    }
+
+    /// Our peer id, once accepted.
+    pub fn local_peer_id(&self) -> Option<PeerId> {
+        self.inner.state.borrow().local_peer_id.clone()
+    }
+
+    /// The others in the room.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let s = self.inner.state.borrow();
+        s.peers.values().map(|p| p.info.clone()).collect()
+    }
+
+    /// The peer connection, while there is one (diagnostics and tests).
+    pub fn peer_connection(&self) -> Option<RtcPeerConnection> {
+        let s = self.inner.state.borrow();
+        s.pc.as_ref().map(|p| p.pc.clone())
+    }
+
+    /// The mid → local track id map sent with answers (diagnostics and tests).
+    pub fn uplink(&self) -> BTreeMap<String, String> {
+        self.inner.state.borrow().negotiation.uplink().clone()
+    }
+}
+
+fn spawn_event_loop(inner: Weak<Inner>, mut events: UnboundedReceiver<ServerMediaEvent>) {
+    spawn_local(async move {
+        while let Some(event) = events.next().await {
+            let Some(inner) = inner.upgrade() else {
+                break;
+            };
+            Inner::handle(&inner, event).await;
+        }
+    });
+}
+
+impl Inner {
+    fn has_left(&self) -> bool {
+        self.state.borrow().left
+    }
+
+    /// Handles one event. No `RefCell` borrow is held across an await or a callback.
+    async fn handle(this: &Rc<Inner>, event: ServerMediaEvent) {
+        if this.has_left() {
+            return;
+        }
+        match event {
+            ServerMediaEvent::PeerAccepted { id, peers_in_room } => {
+                Inner::accepted(this, id, peers_in_room)
+            }
+            ServerMediaEvent::PeerDenied { reason } => this.callbacks.on_join_error(&reason),
+            ServerMediaEvent::PeerJoined { peer } => this.peer_joined(peer),
+            ServerMediaEvent::PeerLeft { peer_id } => this.peer_left(&peer_id),
+            ServerMediaEvent::PeerUpdated { peer_id, metadata } => {
+                let info = {
+                    let mut s = this.state.borrow_mut();
+                    s.peers.get_mut(&peer_id).map(|p| {
+                        p.info.metadata = metadata;
+                        p.info.clone()
+                    })
+                };
+                if let Some(info) = info {
+                    this.callbacks.on_peer_updated(&info);
+                }
+            }
+            ServerMediaEvent::TracksAdded {
+                peer_id,
+                track_id_to_metadata,
+            } => {
+                let contexts = {
+                    let mut s = this.state.borrow_mut();
+                    let Some(peer) = s.peers.get_mut(&peer_id) else {
+                        log::warn(&format!("tracksAdded for unknown peer {peer_id}"));
+                        return;
+                    };
+                    peer.info
+                        .track_id_to_metadata
+                        .extend(track_id_to_metadata.clone());
+                    announced(&peer_id, &track_id_to_metadata)
+                };
+                for ctx in contexts {
+                    this.callbacks.on_track_added(&ctx);
+                }
+            }
+            ServerMediaEvent::TracksRemoved { peer_id, track_ids } => {
+                let contexts: Vec<TrackContext> = {
+                    let mut s = this.state.borrow_mut();
+                    let s = &mut *s;
+                    let mut metadata = BTreeMap::new();
+                    if let Some(peer) = s.peers.get_mut(&peer_id) {
+                        for id in &track_ids {
+                            if let Some(m) = peer.info.track_id_to_metadata.remove(id) {
+                                metadata.insert(id.clone(), m);
+                            }
+                        }
+                    }
+                    track_ids
+                        .iter()
+                        .map(|id| {
+                            s.ready_tracks.remove(id).unwrap_or_else(|| TrackContext {
+                                peer_id: peer_id.clone(),
+                                track_id: id.clone(),
+                                metadata: metadata.get(id).cloned(),
+                                track: None,
+                                stream: None,
+                            })
+                        })
+                        .collect()
+                };
+                for ctx in contexts {
+                    this.callbacks.on_track_removed(&ctx);
+                }
+            }
+            ServerMediaEvent::TrackUpdated {
+                peer_id,
+                track_id,
+                track_metadata,
+            } => {
+                let ctx = {
+                    let mut s = this.state.borrow_mut();
+                    let s = &mut *s;
+                    if let Some(peer) = s.peers.get_mut(&peer_id) {
+                        peer.info
+                            .track_id_to_metadata
+                            .insert(track_id.clone(), track_metadata.clone());
+                    }
+                    let ctx = s.ready_tracks.get_mut(&track_id).map(|ctx| {
+                        ctx.metadata = Some(track_metadata.clone());
+                        ctx.clone()
+                    });
+                    ctx.unwrap_or(TrackContext {
+                        peer_id,
+                        track_id,
+                        metadata: Some(track_metadata),
+                        track: None,
+                        stream: None,
+                    })
+                };
+                this.callbacks.on_track_updated(&ctx);
+            }
+            ServerMediaEvent::SdpOffer {
+                sdp_offer,
+                mid_to_track_id,
+            } => {
+                if let Err(e) = this.answer(sdp_offer, mid_to_track_id).await {
+                    if !this.has_left() {
+                        this.callbacks.on_connection_error(&format!(
+                            "Negotiation with the server failed: {}",
+                            log::describe(&e)
+                        ));
+                    }
+                }
+            }
+            ServerMediaEvent::Candidate(candidate) => {
+                let (fate, pc) = {
+                    let mut s = this.state.borrow_mut();
+                    let pc = s.pc.as_ref().map(|p| p.pc.clone());
+                    (s.negotiation.candidate(candidate), pc)
+                };
+                match (fate, pc) {
+                    (CandidateFate::AddNow(c), Some(pc)) => add_candidate(&pc, &c).await,
+                    (CandidateFate::Dropped, _) => {
+                        log::warn("too many ICE candidates before the first offer; dropped one")
+                    }
+                    _ => {}
+                }
+            }
+            ServerMediaEvent::Error { message } => this.callbacks.on_connection_error(&message),
+        }
+    }
+
+    fn accepted(this: &Rc<Inner>, id: PeerId, peers_in_room: Vec<PeerInfo>) {
+        if this.state.borrow().local_peer_id.is_some() {
+            log::warn("ignoring a second peerAccepted");
+            return;
+        }
+        let pc = match PeerConnection::new(this) {
+            Ok(pc) => pc,
+            Err(e) => {
+                this.callbacks.on_connection_error(&format!(
+                    "Cannot create the peer connection: {}",
+                    log::describe(&e)
+                ));
+                return;
+            }
+        };
+        {
+            let mut s = this.state.borrow_mut();
+            s.pc = Some(pc);
+            s.local_peer_id = Some(id.clone());
+            for p in &peers_in_room {
+                s.peers.insert(
+                    p.id.clone(),
+                    RemotePeer {
+                        info: p.clone(),
+                        stream: None,
+                    },
+                );
+            }
+        }
+        this.callbacks.on_join_success(&id, &peers_in_room);
+        for p in &peers_in_room {
+            for ctx in announced(&p.id, &p.track_id_to_metadata) {
+                this.callbacks.on_track_added(&ctx);
+            }
+        }
+    }
+
+    fn peer_joined(&self, peer: PeerInfo) {
+        {
+            let mut s = self.state.borrow_mut();
+            if s.local_peer_id.as_deref() == Some(peer.id.as_str()) {
+                return;
+            }
+            s.peers.insert(
+                peer.id.clone(),
+                RemotePeer {
+                    info: peer.clone(),
+                    stream: None,
+                },
+            );
+        }
+        self.callbacks.on_peer_joined(&peer);
+        for ctx in announced(&peer.id, &peer.track_id_to_metadata) {
+            self.callbacks.on_track_added(&ctx);
+        }
+    }
+
+    fn peer_left(&self, peer_id: &str) {
+        let (info, removed) = {
+            let mut s = self.state.borrow_mut();
+            let Some(peer) = s.peers.remove(peer_id) else {
+                return;
+            };
+            let gone: Vec<TrackId> = s
+                .ready_tracks
+                .iter()
+                .filter(|(_, ctx)| ctx.peer_id == peer_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let removed: Vec<TrackContext> = gone
+                .iter()
+                .filter_map(|id| s.ready_tracks.remove(id))
+                .collect();
+            (peer.info, removed)
+        };
+        for ctx in &removed {
+            self.callbacks.on_track_removed(ctx);
+        }
+        self.callbacks.on_peer_left(&info);
+    }
+
+    /// Answers an offer: apply it, put the local tracks on the uplink m-lines the first time,
+    /// answer, and send the answer with the uplink's mid → track map.
+    async fn answer(
+        &self,
+        offer: SessionDescription,
+        mid_to_track_id: BTreeMap<String, TrackId>,
+    ) -> Result<(), JsValue> {
+        let pc = {
+            let mut s = self.state.borrow_mut();
+            let Some(pc) = s.pc.as_ref().map(|p| p.pc.clone()) else {
+                return Err(JsValue::from_str("an offer arrived before peerAccepted"));
+            };
+            // Recorded before applying: ontrack fires during setRemoteDescription.
+            s.negotiation.offer_received(mid_to_track_id);
+            pc
+        };
+        let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+        remote.set_sdp(&offer.sdp);
+        JsFuture::from(pc.set_remote_description(&remote)).await?;
+
+        let waiting = self
+            .state
+            .borrow_mut()
+            .negotiation
+            .remote_description_applied();
+        for c in &waiting {
+            add_candidate(&pc, c).await;
+        }
+
+        self.attach_uplink(&pc).await?;
+
+        let answer = JsFuture::from(pc.create_answer()).await?;
+        let sdp = Reflect::get(&answer, &JsValue::from_str("sdp"))?
+            .as_string()
+            .ok_or_else(|| JsValue::from_str("createAnswer gave no SDP"))?;
+        let local = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+        local.set_sdp(&sdp);
+        JsFuture::from(pc.set_local_description(&local)).await?;
+        if self.has_left() {
+            return Ok(());
+        }
+        let sdp = pc.local_description().map(|d| d.sdp()).unwrap_or(sdp);
+
+        let (track_id_to_track_metadata, mid_to_track_id) = {
+            let s = self.state.borrow();
+            s.negotiation.answer_maps(|id| {
+                s.local_tracks
+                    .iter()
+                    .find(|t| t.track.id() == id)
+                    .map(|t| t.metadata.clone())
+            })
+        };
+        self.callbacks
+            .on_send_media_event(ClientMediaEvent::SdpAnswer {
+                sdp_answer: SessionDescription {
+                    kind: protocol::SdpType::Answer,
+                    sdp,
+                },
+                track_id_to_track_metadata,
+                mid_to_track_id,
+            });
+        Ok(())
+    }
+
+    /// Puts every local track not yet sent on a free uplink transceiver of its kind (one the
+    /// server receives on: its mid is not in the offer's `midToTrackId`).
+    async fn attach_uplink(&self, pc: &RtcPeerConnection) -> Result<(), JsValue> {
+        let plan: Vec<(RtcRtpTransceiver, MediaStreamTrack, MediaStream)> = {
+            let mut s = self.state.borrow_mut();
+            let State {
+                local_tracks,
+                negotiation,
+                ..
+            } = &mut *s;
+            let transceivers: Vec<RtcRtpTransceiver> = pc
+                .get_transceivers()
+                .iter()
+                .filter_map(|t| t.dyn_into().ok())
+                .collect();
+            let mut plan = Vec::new();
+            for local in local_tracks.iter_mut().filter(|t| t.mid.is_none()) {
+                let kind = local.track.kind();
+                let slot = transceivers.iter().find_map(|t| {
+                    let mid = t.mid()?;
+                    let usable = t.direction() != RtcRtpTransceiverDirection::Stopped
+                        && negotiation.is_free_uplink(&mid)
+                        && t.receiver().track().kind() == kind;
+                    usable.then(|| (t.clone(), mid))
+                });
+                match slot {
+                    Some((t, mid)) => {
+                        negotiation.assign_uplink(&mid, &local.track.id());
+                        local.mid = Some(mid);
+                        plan.push((t, local.track.clone(), local.stream.clone()));
+                    }
+                    None => log::warn(&format!(
+                        "the server offered no m-line for the local {kind} track"
+                    )),
+                }
+            }
+            plan
+        };
+        for (transceiver, track, stream) in plan {
+            let sender = transceiver.sender();
+            JsFuture::from(sender.replace_track(Some(&track))).await?;
+            transceiver.set_direction(RtcRtpTransceiverDirection::Sendonly);
+            // One msid for our audio and video; missing in older browsers, and only cosmetic.
+            if let Err(e) = sender.unchecked_ref::<SenderExt>().set_streams(&stream) {
+                log::info(&format!("setStreams unavailable: {}", log::describe(&e)));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_track(&self, event: RtcTrackEvent) {
+        let ctx = {
+            let mut s = self.state.borrow_mut();
+            let s = &mut *s;
+            let mid = event.transceiver().mid();
+            let Some(track_id) = mid
+                .as_deref()
+                .and_then(|m| s.negotiation.remote_track(m))
+                .cloned()
+            else {
+                log::warn(&format!("media on unknown mid {mid:?}"));
+                return;
+            };
+            let Some(peer_id) = publisher_of(&track_id).map(str::to_owned) else {
+                log::warn(&format!("malformed track id {track_id}"));
+                return;
+            };
+            let track = event.track();
+            let given = event.streams().get(0).dyn_into::<MediaStream>().ok();
+            let peer = s.peers.get_mut(&peer_id);
+            let stream = match (given, peer.as_ref().and_then(|p| p.stream.clone())) {
+                (Some(stream), _) => stream,
+                // No msid: gather the peer's tracks in one stream of our own.
+                (None, Some(own)) => own,
+                (None, None) => match MediaStream::new() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
+            if stream.get_track_by_id(&track.id()).is_none() {
+                stream.add_track(&track);
+            }
+            let metadata = peer.and_then(|p| {
+                p.stream = Some(stream.clone());
+                p.info.track_id_to_metadata.get(&track_id).cloned()
+            });
+            let ctx = TrackContext {
+                peer_id,
+                track_id: track_id.clone(),
+                metadata,
+                track: Some(track),
+                stream: Some(stream),
+            };
+            s.ready_tracks.insert(track_id, ctx.clone());
+            ctx
+        };
+        self.callbacks.on_track_ready(&ctx);
+    }
+
+    fn on_ice_candidate(&self, event: RtcPeerConnectionIceEvent) {
+        // null = end of candidates; "" = end of a generation. The server needs neither.
+        let Some(c) = event.candidate() else {
+            return;
+        };
+        let line = c.candidate();
+        if line.is_empty() || self.has_left() {
+            return;
+        }
+        self.callbacks
+            .on_send_media_event(ClientMediaEvent::Candidate(IceCandidate {
+                candidate: line,
+                sdp_mid: c.sdp_mid(),
+                sdp_m_line_index: c.sdp_m_line_index(),
+                username_fragment: c.unchecked_ref::<CandidateExt>().username_fragment(),
+            }));
+    }
+
+    fn on_ice_state(&self) {
+        let state = {
+            let s = self.state.borrow();
+            s.pc.as_ref().map(|p| p.pc.ice_connection_state())
+        };
+        if let Some(state) = state {
+            log::info(&format!("ICE connection state: {state:?}"));
+            if state == RtcIceConnectionState::Failed {
+                self.callbacks.on_connection_error(
+                    "The media connection to the server failed (ICE); check your network",
+                );
+            }
+        }
+    }
+}
+
+impl PeerConnection {
+    fn new(inner: &Rc<Inner>) -> Result<PeerConnection, JsValue> {
+        let config = RtcConfiguration::new();
+        let servers = Array::new();
+        for server in &inner.config.ice_servers {
+            let s = RtcIceServer::new();
+            let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            s.set_urls(&urls);
+            if let Some(u) = &server.username {
+                s.set_username(u);
+            }
+            if let Some(c) = &server.credential {
+                s.set_credential(c);
+            }
+            servers.push(&s);
+        }
+        config.set_ice_servers(&servers);
+        config.set_ice_transport_policy(RtcIceTransportPolicy::All);
+        let pc = RtcPeerConnection::new_with_configuration(&config)?;
+
+        let weak = Rc::downgrade(inner);
+        let on_ice_candidate = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
+            move |e: RtcPeerConnectionIceEvent| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_ice_candidate(e);
+                }
+            },
+        );
+        let weak = Rc::downgrade(inner);
+        let on_track = Closure::<dyn FnMut(RtcTrackEvent)>::new(move |e: RtcTrackEvent| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_track(e);
+            }
+        });
+        let weak = Rc::downgrade(inner);
+        let on_ice_state = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_ice_state();
+            }
+        });
+        pc.set_onicecandidate(Some(on_ice_candidate.as_ref().unchecked_ref()));
+        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+        pc.set_oniceconnectionstatechange(Some(on_ice_state.as_ref().unchecked_ref()));
+        Ok(PeerConnection {
+            pc,
+            _on_ice_candidate: on_ice_candidate,
+            _on_track: on_track,
+            _on_ice_state: on_ice_state,
+        })
+    }
+}
+
+/// Track contexts for tracks announced by metadata (no media yet).
+fn announced(peer_id: &str, tracks: &BTreeMap<TrackId, TrackMetadata>) -> Vec<TrackContext> {
+    tracks
+        .iter()
+        .map(|(id, m)| TrackContext {
+            peer_id: peer_id.to_owned(),
+            track_id: id.clone(),
+            metadata: Some(m.clone()),
+            track: None,
+            stream: None,
+        })
+        .collect()
+}
+
+async fn add_candidate(pc: &RtcPeerConnection, c: &IceCandidate) {
+    let init = RtcIceCandidateInit::new(&c.candidate);
+    init.set_sdp_mid(c.sdp_mid.as_deref());
+    init.set_sdp_m_line_index(c.sdp_m_line_index);
+    if let Some(ufrag) = &c.username_fragment {
+        let _ = Reflect::set(&init, &"usernameFragment".into(), &ufrag.into());
+    }
+    let added = JsFuture::from(pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)));
+    if let Err(e) = added.await {
+        // One bad candidate must not stop negotiation; the others may well work.
+        log::warn(&format!(
+            "ICE candidate {:?} refused: {}",
+            c.candidate,
+            log::describe(&e)
+        ));
+    }
+}

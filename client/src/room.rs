@@ -1,0 +1,512 @@
+//! The Room: the tutorial's `room.ts`. It opens the socket, gets the camera and microphone,
+//! joins the channel and the room, keeps the participants list and tiles current through the
+//! endpoint's callbacks, and leaves (on Disconnect, or when the socket fails or closes).
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use futures_channel::oneshot;
+use protocol::{
+    topic_for_room, ClientMediaEvent, ClientMessage, PeerId, PeerInfo, PeerMetadata, ServerMessage,
+    PROTOCOL_VERSION,
+};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Element, MediaStream, MouseEvent, RtcPeerConnection, WebSocket};
+
+use crate::consts::{
+    CONNECTION_ERROR, DISPLAY_NAME_PARAM, LOCAL_LABEL, LOCAL_PEER_ID, MEDIA_ERROR, PEER_DENIED,
+    SOCKET_PATH,
+};
+use crate::endpoint::{EndpointCallbacks, EndpointConfig, IceServer, TrackContext, WebRtcEndpoint};
+use crate::form::validate_form;
+use crate::log;
+use crate::media::{self, MediaSource};
+use crate::room_ui::RoomUi;
+use crate::routing::room_from_path;
+use crate::socket::{Socket, SocketEvent};
+
+/// Why the room could not be set up or joined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The page is not a usable room page (no window, bad URL, no display name...).
+    #[error("cannot set up the room: {0}")]
+    Setup(String),
+    /// The camera or microphone could not be had (the browser's reason).
+    #[error("{MEDIA_ERROR} ({0})")]
+    Media(String),
+    /// The server refused the channel join.
+    #[error("the server refused to open the room: {0}")]
+    ChannelJoin(String),
+    /// The server refused the join (`peerDenied`).
+    #[error("{PEER_DENIED} {0}")]
+    Denied(String),
+    /// The connection to the server failed or closed.
+    #[error("{CONNECTION_ERROR}")]
+    Disconnected,
+    /// The room was left before the step finished.
+    #[error("the room was left")]
+    Left,
+}
+
+/// Everything a Room needs, explicitly (tests build rooms this way; the page uses
+/// [`Room::new`], which reads them from the location).
+pub struct RoomOptions {
+    /// `ws://host/socket` or `wss://host/socket`.
+    pub socket_url: String,
+    /// The room to join.
+    pub room_name: String,
+    /// The name shown to the others.
+    pub display_name: String,
+    /// The element the room page is rendered into.
+    pub root: Element,
+    /// Where the camera and microphone come from.
+    pub media: MediaSource,
+    /// ICE servers (none by default).
+    pub ice_servers: Vec<IceServer>,
+    /// Runs after Disconnect has left the room (the page goes back to the form).
+    pub on_disconnect: Option<Box<dyn Fn()>>,
+}
+
+/// The Disconnect button's click handler, owned by the room.
+type ClickHandler = Closure<dyn FnMut(MouseEvent)>;
+
+/// A room being joined, joined or left (a cheap handle).
+#[derive(Clone)]
+pub struct Room {
+    inner: Rc<RoomInner>,
+}
+
+struct RoomInner {
+    room_name: String,
+    display_name: String,
+    ui: RoomUi,
+    socket: Socket,
+    endpoint: WebRtcEndpoint,
+    media: MediaSource,
+    local_stream: RefCell<Option<MediaStream>>,
+    peers: RefCell<Vec<PeerInfo>>,
+    channel_reply: RefCell<Option<oneshot::Sender<Result<(), RoomError>>>>,
+    join_reply: RefCell<Option<oneshot::Sender<Result<PeerId, RoomError>>>>,
+    left: Cell<bool>,
+    disconnect_click: RefCell<Option<ClickHandler>>,
+    on_disconnect: Option<Box<dyn Fn()>>,
+}
+
+impl Room {
+    /// The page's room, from the location: room name from `/room/<name>`, display name from
+    /// the `display_name` query parameter (then removed from the address bar), socket on the
+    /// same origin, rendered into `#app`. Disconnect leads back to the form for this room.
+    pub fn new() -> Result<Room, RoomError> {
+        let setup = |what: &str| RoomError::Setup(what.to_owned());
+        let window = web_sys::window().ok_or_else(|| setup("no window"))?;
+        let document = window.document().ok_or_else(|| setup("no document"))?;
+        let location = window.location();
+        let pathname = location.pathname().map_err(|_| setup("no location"))?;
+        let href = location.href().map_err(|_| setup("no location"))?;
+        let url = web_sys::Url::new(&href).map_err(|_| setup("bad location"))?;
+        let room_name = room_from_path(&pathname).ok_or_else(|| setup("not a room page"))?;
+        let display_name = url
+            .search_params()
+            .get(DISPLAY_NAME_PARAM)
+            .ok_or_else(|| setup("no display name"))?;
+        let request = validate_form(&room_name, &display_name).map_err(|e| {
+            RoomError::Setup(
+                [e.room_name, e.display_name]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })?;
+
+        // The name stays out of the address bar, history and shared links.
+        url.search_params().delete(DISPLAY_NAME_PARAM);
+        if let Ok(history) = window.history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&url.href()));
+        }
+
+        let protocol = location.protocol().map_err(|_| setup("no location"))?;
+        let host = location.host().map_err(|_| setup("no location"))?;
+        let scheme = if protocol == "https:" { "wss" } else { "ws" };
+        let root = document
+            .get_element_by_id("app")
+            .or_else(|| document.body().map(Into::into))
+            .ok_or_else(|| setup("no page body"))?;
+        document.set_title(&format!("{} · Videoroom", request.room_name));
+
+        let back = pathname.clone();
+        Room::with_options(RoomOptions {
+            socket_url: format!("{scheme}://{host}{SOCKET_PATH}"),
+            room_name: request.room_name,
+            display_name: request.display_name,
+            root,
+            media: MediaSource::default(),
+            ice_servers: Vec::new(),
+            on_disconnect: Some(Box::new(move || {
+                // Reload the room's address without the name: a ready form for this room.
+                if let Some(w) = web_sys::window() {
+                    let _ = w.location().replace(&back);
+                }
+            })),
+        })
+    }
+
+    /// A room from explicit options: renders the room page into `options.root` and opens the
+    /// socket. Call [`join`](Self::join) next.
+    pub fn with_options(options: RoomOptions) -> Result<Room, RoomError> {
+        let ws = WebSocket::new(&options.socket_url).map_err(|e| {
+            RoomError::Setup(format!(
+                "cannot open {}: {}",
+                options.socket_url,
+                log::describe(&e)
+            ))
+        })?;
+        let ui = RoomUi::render(&options.root, &options.room_name);
+        let inner = Rc::new_cyclic(|weak: &Weak<RoomInner>| {
+            let on_socket = weak.clone();
+            let socket = Socket::new(ws, move |event| {
+                if let Some(room) = on_socket.upgrade() {
+                    room.on_socket_event(event);
+                }
+            });
+            let endpoint = WebRtcEndpoint::new(
+                EndpointConfig {
+                    ice_servers: options.ice_servers,
+                },
+                RoomEvents { room: weak.clone() },
+            );
+            RoomInner {
+                room_name: options.room_name,
+                display_name: options.display_name,
+                ui,
+                socket,
+                endpoint,
+                media: options.media,
+                local_stream: RefCell::default(),
+                peers: RefCell::default(),
+                channel_reply: RefCell::default(),
+                join_reply: RefCell::default(),
+                left: Cell::new(false),
+                disconnect_click: RefCell::default(),
+                on_disconnect: options.on_disconnect,
+            }
+        });
+        Ok(Room { inner })
+    }
+
+    /// Gets the local media (showing it in the "Me" tile) and joins the channel. On failure
+    /// the reason is shown in the error area.
+    pub async fn init(&self) -> Result<(), RoomError> {
+        let r = &self.inner;
+        let stream = match r.media.get().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let reason = log::describe(&e);
+                log::error(&format!("getUserMedia failed: {reason}"));
+                r.ui.set_error_message(Some(MEDIA_ERROR));
+                return Err(RoomError::Media(reason));
+            }
+        };
+        if r.left.get() {
+            media::stop_tracks(&stream);
+            return Err(RoomError::Left);
+        }
+        r.ui.add_video_element(LOCAL_PEER_ID, LOCAL_LABEL, true);
+        r.ui.attach_stream(&stream, LOCAL_PEER_ID);
+        *r.local_stream.borrow_mut() = Some(stream);
+
+        let (tx, rx) = oneshot::channel();
+        *r.channel_reply.borrow_mut() = Some(tx);
+        r.socket.send(&ClientMessage::ChannelJoin {
+            topic: topic_for_room(&r.room_name),
+            protocol_version: PROTOCOL_VERSION,
+        });
+        let reply = rx.await.unwrap_or(Err(RoomError::Left));
+        if let Err(RoomError::ChannelJoin(reason)) = &reply {
+            r.ui.set_error_message(Some(&format!("Cannot open the room: {reason}")));
+        }
+        reply
+    }
+
+    /// [`init`](Self::init), then sets up Disconnect and asks to join the room; resolves with
+    /// our peer id once the server accepts ("Peer denied." is shown if it refuses).
+    pub async fn join(&self) -> Result<PeerId, RoomError> {
+        self.init().await?;
+        let r = &self.inner;
+        let weak = Rc::downgrade(r);
+        let click = ClickHandler::new(move |_: MouseEvent| {
+            if let Some(room) = weak.upgrade() {
+                room.leave();
+                if let Some(after) = &room.on_disconnect {
+                    after();
+                }
+            }
+        });
+        r.ui.setup_disconnect_button(Some(click.as_ref().unchecked_ref()));
+        *r.disconnect_click.borrow_mut() = Some(click);
+
+        let (tx, rx) = oneshot::channel();
+        *r.join_reply.borrow_mut() = Some(tx);
+        r.endpoint.join(PeerMetadata {
+            display_name: r.display_name.clone(),
+        });
+        rx.await.unwrap_or(Err(RoomError::Left))
+    }
+
+    /// Leaves: the endpoint leaves (telling the server), the channel is left, the socket's
+    /// handlers are unregistered and it is closed, and the camera and microphone stop.
+    pub fn leave(&self) {
+        self.inner.leave();
+    }
+
+    /// Whether [`leave`](Self::leave) ran (by request or because the socket failed).
+    pub fn has_left(&self) -> bool {
+        self.inner.left.get()
+    }
+
+    /// The room's name.
+    pub fn room_name(&self) -> &str {
+        &self.inner.room_name
+    }
+
+    /// Our display name.
+    pub fn display_name(&self) -> &str {
+        &self.inner.display_name
+    }
+
+    /// The page's DOM helpers.
+    pub fn ui(&self) -> &RoomUi {
+        &self.inner.ui
+    }
+
+    /// The WebRTC endpoint.
+    pub fn endpoint(&self) -> &WebRtcEndpoint {
+        &self.inner.endpoint
+    }
+
+    /// The others in the room, in the order they are listed.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner.peers.borrow().clone()
+    }
+
+    /// The local camera and microphone stream, once granted.
+    pub fn local_stream(&self) -> Option<MediaStream> {
+        self.inner.local_stream.borrow().clone()
+    }
+
+    /// The peer connection, between join and leave.
+    pub fn peer_connection(&self) -> Option<RtcPeerConnection> {
+        self.inner.endpoint.peer_connection()
+    }
+
+    /// The signaling WebSocket (diagnostics and tests).
+    pub fn web_socket(&self) -> WebSocket {
+        self.inner.socket.web_socket().clone()
+    }
+
+    /// Whether the socket's handlers are still registered (they are removed by leave).
+    pub fn socket_handlers_registered(&self) -> bool {
+        self.inner.socket.has_handlers()
+    }
+}
+
+impl RoomInner {
+    fn on_socket_event(self: &Rc<Self>, event: SocketEvent) {
+        match event {
+            SocketEvent::Message(Ok(message)) => self.on_message(message),
+            SocketEvent::Message(Err(e)) => {
+                log::warn(&format!("ignoring a bad frame from the server: {e}"))
+            }
+            SocketEvent::Error | SocketEvent::Closed { .. } => {
+                if let SocketEvent::Closed { code, reason } = &event {
+                    log::warn(&format!("socket closed: {code} {reason}"));
+                } else {
+                    log::warn("socket error");
+                }
+                // Leave from a fresh task: this runs inside a handler that leave() drops.
+                let weak = Rc::downgrade(self);
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Some(room) = weak.upgrade() {
+                        room.disconnected();
+                    }
+                });
+            }
+        }
+    }
+
+    fn on_message(&self, message: ServerMessage) {
+        match message {
+            ServerMessage::ChannelJoined { .. } => self.reply_channel(Ok(())),
+            ServerMessage::ChannelJoinError { reason } => {
+                self.reply_channel(Err(RoomError::ChannelJoin(reason)))
+            }
+            ServerMessage::MediaEvent { data } => self.endpoint.receive_media_event(data),
+            ServerMessage::Error { code, message } => {
+                log::warn(&format!(
+                    "the server refused a message ({code:?}): {message}"
+                ));
+                self.ui
+                    .set_error_message(Some(&format!("The server refused a message: {message}")));
+            }
+        }
+    }
+
+    fn reply_channel(&self, reply: Result<(), RoomError>) {
+        if let Some(tx) = self.channel_reply.borrow_mut().take() {
+            let _ = tx.send(reply);
+        }
+    }
+
+    fn reply_join(&self, reply: Result<PeerId, RoomError>) {
+        if let Some(tx) = self.join_reply.borrow_mut().take() {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// The socket failed or closed under us: show it and leave.
+    fn disconnected(&self) {
+        if self.left.get() {
+            return;
+        }
+        self.ui.set_error_message(Some(CONNECTION_ERROR));
+        self.reply_channel(Err(RoomError::Disconnected));
+        self.reply_join(Err(RoomError::Disconnected));
+        self.leave();
+    }
+
+    fn leave(&self) {
+        if self.left.replace(true) {
+            return;
+        }
+        self.endpoint.leave();
+        self.socket.send(&ClientMessage::ChannelLeave {});
+        self.socket.unregister();
+        self.socket.close();
+        if let Some(stream) = self.local_stream.borrow().as_ref() {
+            media::stop_tracks(stream);
+        }
+        self.reply_channel(Err(RoomError::Left));
+        self.reply_join(Err(RoomError::Left));
+    }
+
+    fn update_participants_list(&self) {
+        // As the tutorial: the others in join order, then ourselves.
+        let mut names: Vec<String> = self
+            .peers
+            .borrow()
+            .iter()
+            .map(|p| p.metadata.display_name.clone())
+            .collect();
+        names.push(self.display_name.clone());
+        self.ui.set_participants_list(&names);
+    }
+
+    fn display_name_of(&self, peer_id: &str) -> String {
+        self.peers
+            .borrow()
+            .iter()
+            .find(|p| p.id == peer_id)
+            .map(|p| p.metadata.display_name.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RoomInner {
+    fn drop(&mut self) {
+        // Dropped without leave(): still release the camera and the connection.
+        self.leave();
+        self.ui.setup_disconnect_button(None);
+    }
+}
+
+/// The endpoint's callbacks, acting on the room (held weakly: the room owns the endpoint).
+struct RoomEvents {
+    room: Weak<RoomInner>,
+}
+
+impl EndpointCallbacks for RoomEvents {
+    fn on_send_media_event(&self, event: ClientMediaEvent) {
+        if let Some(r) = self.room.upgrade() {
+            r.socket.send(&ClientMessage::MediaEvent { data: event });
+        }
+    }
+
+    fn on_connection_error(&self, message: &str) {
+        log::error(message);
+        if let Some(r) = self.room.upgrade() {
+            r.ui.set_error_message(Some(message));
+        }
+    }
+
+    fn on_join_success(&self, peer_id: &str, peers_in_room: &[PeerInfo]) {
+        let Some(r) = self.room.upgrade() else {
+            return;
+        };
+        if let Some(stream) = r.local_stream.borrow().as_ref() {
+            for track in media::tracks(stream) {
+                r.endpoint
+                    .add_track(&track, stream, media::metadata_for(&track));
+            }
+        }
+        *r.peers.borrow_mut() = peers_in_room.to_vec();
+        for peer in peers_in_room {
+            r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
+        }
+        r.update_participants_list();
+        r.reply_join(Ok(peer_id.to_owned()));
+    }
+
+    fn on_join_error(&self, reason: &str) {
+        log::error(&format!("{PEER_DENIED} {reason}"));
+        if let Some(r) = self.room.upgrade() {
+            r.ui.set_error_message(Some(PEER_DENIED));
+            r.ui.set_error_detail(Some(reason));
+            r.reply_join(Err(RoomError::Denied(reason.to_owned())));
+        }
+    }
+
+    fn on_track_ready(&self, ctx: &TrackContext) {
+        let (Some(r), Some(stream)) = (self.room.upgrade(), ctx.stream.as_ref()) else {
+            return;
+        };
+        if !r.ui.has_video_element(&ctx.peer_id) {
+            let name = r.display_name_of(&ctx.peer_id);
+            r.ui.add_video_element(&ctx.peer_id, &name, false);
+        }
+        r.ui.attach_stream(stream, &ctx.peer_id);
+    }
+
+    fn on_peer_joined(&self, peer: &PeerInfo) {
+        let Some(r) = self.room.upgrade() else {
+            return;
+        };
+        {
+            let mut peers = r.peers.borrow_mut();
+            peers.retain(|p| p.id != peer.id);
+            peers.push(peer.clone());
+        }
+        r.update_participants_list();
+        r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
+    }
+
+    fn on_peer_left(&self, peer: &PeerInfo) {
+        let Some(r) = self.room.upgrade() else {
+            return;
+        };
+        r.peers.borrow_mut().retain(|p| p.id != peer.id);
+        r.ui.remove_video_element(&peer.id);
+        r.update_participants_list();
+    }
+
+    fn on_peer_updated(&self, peer: &PeerInfo) {
+        let Some(r) = self.room.upgrade() else {
+            return;
+        };
+        for p in r.peers.borrow_mut().iter_mut().filter(|p| p.id == peer.id) {
+            p.metadata = peer.metadata.clone();
+        }
+        r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
+        r.update_participants_list();
+    }
+}

@@ -1,0 +1,153 @@
+//! The signaling WebSocket: one JSON text frame per protocol message.
+//!
+//! The socket owns the closures attached to it; [`Socket::unregister`] detaches and drops them
+//! (the tutorial's `socket.off(refs)`), and dropping the socket does the same.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use protocol::{ClientMessage, DecodeError, ServerMessage};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+
+use crate::log;
+
+/// Something that happened on the socket.
+#[derive(Debug)]
+pub enum SocketEvent {
+    /// A text frame, decoded and bounds-checked.
+    Message(Result<ServerMessage, DecodeError>),
+    /// The connection failed (the browser gives no detail).
+    Error,
+    /// The connection closed.
+    Closed {
+        /// The close code (1000 normal, 1006 abnormal...).
+        code: u16,
+        /// The close reason sent by the server, if any.
+        reason: String,
+    },
+}
+
+struct Handlers {
+    _open: Closure<dyn FnMut(Event)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _error: Closure<dyn FnMut(Event)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+/// A connected (or connecting) signaling socket.
+pub struct Socket {
+    ws: WebSocket,
+    /// Frames sent before the socket opened; flushed on open.
+    outbox: Rc<RefCell<Vec<String>>>,
+    handlers: RefCell<Option<Handlers>>,
+}
+
+impl Socket {
+    /// Takes over a new WebSocket and reports its every event to `on_event` until unregistered.
+    pub fn new(ws: WebSocket, on_event: impl Fn(SocketEvent) + 'static) -> Socket {
+        let on_event: Rc<dyn Fn(SocketEvent)> = Rc::new(on_event);
+        let outbox: Rc<RefCell<Vec<String>>> = Rc::default();
+
+        let open = {
+            let ws = ws.clone();
+            let outbox = outbox.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                for frame in outbox.borrow_mut().drain(..) {
+                    if let Err(e) = ws.send_with_str(&frame) {
+                        log::warn(&format!("socket send failed: {}", log::describe(&e)));
+                    }
+                }
+            })
+        };
+        let message = {
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+                match e.data().as_string() {
+                    Some(text) => on_event(SocketEvent::Message(ServerMessage::decode(&text))),
+                    None => log::warn("ignoring a binary frame from the server"),
+                }
+            })
+        };
+        let error = {
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| on_event(SocketEvent::Error))
+        };
+        let close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+            on_event(SocketEvent::Closed {
+                code: e.code(),
+                reason: e.reason(),
+            })
+        });
+        ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        ws.set_onerror(Some(error.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        Socket {
+            ws,
+            outbox,
+            handlers: RefCell::new(Some(Handlers {
+                _open: open,
+                _message: message,
+                _error: error,
+                _close: close,
+            })),
+        }
+    }
+
+    /// Sends a message now, or when the socket opens. Returns false if the socket is closing
+    /// or closed (the message is dropped).
+    pub fn send(&self, message: &ClientMessage) -> bool {
+        let frame = message.encode();
+        match self.ws.ready_state() {
+            WebSocket::CONNECTING => {
+                self.outbox.borrow_mut().push(frame);
+                true
+            }
+            WebSocket::OPEN => match self.ws.send_with_str(&frame) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn(&format!("socket send failed: {}", log::describe(&e)));
+                    false
+                }
+            },
+            _ => false,
+        }
+    }
+
+    /// Detaches and drops every handler: no event reaches the owner any more.
+    pub fn unregister(&self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onerror(None);
+        self.ws.set_onclose(None);
+        self.handlers.borrow_mut().take();
+        self.outbox.borrow_mut().clear();
+    }
+
+    /// Whether the handlers are still attached.
+    pub fn has_handlers(&self) -> bool {
+        self.handlers.borrow().is_some()
+    }
+
+    /// Starts closing the socket; frames already sent are still delivered first.
+    pub fn close(&self) {
+        if let Err(e) = self.ws.close() {
+            log::warn(&format!("socket close failed: {}", log::describe(&e)));
+        }
+    }
+
+    /// The underlying WebSocket (for diagnostics and tests).
+    pub fn web_socket(&self) -> &WebSocket {
+        &self.ws
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.unregister();
+        // Dropped without leave(): do not leave a connection behind.
+        let _ = self.ws.close();
+    }
+}

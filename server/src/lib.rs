@@ -1,0 +1,170 @@
+//! Videoroom's server: signaling over WebSocket, a Selective Forwarding Unit built on the
+//! `webrtc` crate, and the static files of the wasm client.
+//!
+//! Codemap: [`config`] flags → [`rtc`] the WebRTC API → [`signaling`] one task per WebSocket
+//! → [`rooms`] / [`room`] membership → [`peer`] one peer connection per participant →
+//! [`forwarder`] RTP from a publisher to its subscribers.
+
+pub mod config;
+pub mod forwarder;
+pub mod peer;
+pub mod room;
+pub mod rooms;
+pub mod rtc;
+pub mod signaling;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+pub use config::Config;
+use forwarder::MediaStats;
+use rooms::{Census, Rooms};
+
+/// What every request handler and session shares.
+pub struct AppState {
+    /// The settings.
+    pub config: Config,
+    /// Makes peer connections.
+    pub rtc: rtc::Rtc,
+    /// Every room.
+    pub rooms: Rooms,
+    /// Media counters.
+    pub stats: Arc<MediaStats>,
+    /// Cancelled once to stop everything.
+    pub shutdown: CancellationToken,
+    /// Every live WebSocket session.
+    pub sessions: TaskTracker,
+}
+
+/// The HTTP routes: `/socket`, `/healthz`, the client at `/` and `/room/<name>`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let dir = &state.config.static_dir;
+    let index = ServeFile::new(dir.join("index.html"));
+    Router::new()
+        .route("/socket", get(signaling::handler))
+        .route("/healthz", get(healthz))
+        // The room page is the client's own route: serve the app and let it read the path.
+        .route_service("/room/{name}", index)
+        .fallback_service(ServeDir::new(dir))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Health and load, as JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct Health {
+    /// Always "ok" when the server answers.
+    pub status: &'static str,
+    /// Rooms and peers.
+    #[serde(flatten)]
+    pub census: Census,
+    /// Live WebSocket sessions.
+    pub sessions: usize,
+    /// RTP packets received from publishers.
+    pub packets_in: u64,
+    /// RTP packets sent to subscribers.
+    pub packets_out: u64,
+}
+
+async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
+    Json(app.health())
+}
+
+impl AppState {
+    /// Current health figures.
+    pub fn health(&self) -> Health {
+        Health {
+            status: "ok",
+            census: self.rooms.census(),
+            sessions: self.sessions.len(),
+            packets_in: self.stats.packets_in.load(Ordering::Relaxed),
+            packets_out: self.stats.packets_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A server started by [`start`].
+pub struct RunningServer {
+    /// The HTTP address it listens on.
+    pub addr: SocketAddr,
+    /// Shared state (for tests and health).
+    pub state: Arc<AppState>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// The WebSocket URL of the signaling endpoint.
+    pub fn socket_url(&self) -> String {
+        format!("ws://{}/socket", self.addr)
+    }
+
+    /// Tells every peer, stops, and waits for every session to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.shutdown.cancel();
+        self.task.await.context("server task")?
+    }
+
+    /// Waits until the server stops by itself (its shutdown token was cancelled elsewhere).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")?
+    }
+}
+
+/// Binds and starts serving; returns once the server accepts connections.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let rtc = rtc::build(&config).await?;
+    if let Some(udp) = rtc.udp_addr {
+        info!(%udp, "media port");
+    }
+    if !config.static_dir.join("index.html").exists() {
+        warn!(dir = %config.static_dir.display(), "no built client here: build it with `cargo xtask run` or `trunk build`");
+    }
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        rooms: Rooms::new(
+            usize::from(config.max_peers_per_room),
+            config.max_peers as usize,
+        ),
+        config,
+        rtc,
+        stats: Arc::new(MediaStats::default()),
+        shutdown: CancellationToken::new(),
+        sessions: TaskTracker::new(),
+    });
+    let app = router(state.clone());
+    let shutdown = state.shutdown.clone();
+    let sessions = state.sessions.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("HTTP server")?;
+        // Sessions saw the same token and are closing their peers; give them a bound.
+        sessions.close();
+        if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!(left = sessions.len(), "sessions still running at shutdown");
+        }
+        Ok(())
+    });
+    info!(%addr, "listening");
+    Ok(RunningServer { addr, state, task })
+}

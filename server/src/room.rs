@@ -1,0 +1,257 @@
+//! Room membership: who is in a room, what each publishes, and telling the others when that
+//! changes. Peers are reached only through their bounded command queues, never awaited: a peer
+//! whose queue is full is too slow to keep up and is disconnected, so it cannot stall the room.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use protocol::{PeerId, PeerInfo, PeerMetadata, ServerMediaEvent, TrackId, TrackMetadata};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Span};
+
+use crate::forwarder::PublishedTrack;
+
+/// What a room asks of one peer's session.
+#[derive(Clone)]
+pub enum PeerCommand {
+    /// Send this event to the client.
+    Send(ServerMediaEvent),
+    /// Start forwarding this track to the peer.
+    Subscribe(Arc<PublishedTrack>),
+    /// Stop forwarding this track to the peer.
+    Unsubscribe(TrackId),
+}
+
+/// How the room reaches a member's session.
+#[derive(Clone)]
+pub struct MemberHandle {
+    /// The session's command queue (bounded).
+    pub commands: mpsc::Sender<PeerCommand>,
+    /// Cancelled to disconnect the member.
+    pub kill: CancellationToken,
+}
+
+impl MemberHandle {
+    fn deliver(&self, peer: &str, cmd: PeerCommand) {
+        if let Err(e) = self.commands.try_send(cmd) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                warn!(peer, "peer's queue is full; disconnecting it");
+            }
+            self.kill.cancel();
+        }
+    }
+}
+
+/// A peer as recorded in its room.
+struct Member {
+    id: PeerId,
+    metadata: PeerMetadata,
+    tracks: Vec<Arc<PublishedTrack>>,
+    handle: MemberHandle,
+}
+
+impl Member {
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            id: self.id.clone(),
+            metadata: self.metadata.clone(),
+            track_id_to_metadata: track_map(&self.tracks),
+        }
+    }
+}
+
+fn track_map(tracks: &[Arc<PublishedTrack>]) -> BTreeMap<TrackId, TrackMetadata> {
+    tracks
+        .iter()
+        .map(|t| (t.id.clone(), t.metadata()))
+        .collect()
+}
+
+/// Why a join was refused; the text is shown to the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinDenied {
+    /// The room has reached its cap.
+    #[error("room is full ({0} participants)")]
+    RoomFull(usize),
+    /// The server has reached its cap.
+    #[error("server is full, try again later")]
+    ServerFull,
+}
+
+/// A peer tried to act on something that is not its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("track {0} is not one of yours")]
+pub struct NotYours(pub TrackId);
+
+/// What a newcomer finds in the room.
+pub struct Snapshot {
+    /// Everyone else, in joining order.
+    pub peers: Vec<PeerInfo>,
+    /// Every track they publish.
+    pub tracks: Vec<Arc<PublishedTrack>>,
+}
+
+/// One room: its members and their tracks.
+pub struct Room {
+    /// The room's name.
+    pub name: String,
+    /// The room's tracing span; every peer span is its child.
+    pub span: Span,
+    members: Mutex<Vec<Member>>,
+}
+
+impl Room {
+    pub(crate) fn new(name: String) -> Self {
+        let span = tracing::info_span!("room", room = %name);
+        Room {
+            name,
+            span,
+            members: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn members(&self) -> MutexGuard<'_, Vec<Member>> {
+        // A panic while holding the lock leaves plain data that is still consistent enough to
+        // tear down; never let it take the room with it.
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many peers are in the room.
+    pub fn len(&self) -> usize {
+        self.members().len()
+    }
+
+    /// Whether the room is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a peer (the registry has checked the caps); tells the others.
+    pub(crate) fn join(
+        &self,
+        id: PeerId,
+        metadata: PeerMetadata,
+        handle: MemberHandle,
+        cap: usize,
+    ) -> Result<Snapshot, JoinDenied> {
+        let mut members = self.members();
+        if members.len() >= cap {
+            return Err(JoinDenied::RoomFull(cap));
+        }
+        let snapshot = Snapshot {
+            peers: members.iter().map(Member::info).collect(),
+            tracks: members
+                .iter()
+                .flat_map(|m| m.tracks.iter().cloned())
+                .collect(),
+        };
+        let newcomer = Member {
+            id,
+            metadata,
+            tracks: Vec::new(),
+            handle,
+        };
+        let joined = ServerMediaEvent::PeerJoined {
+            peer: newcomer.info(),
+        };
+        for m in members.iter() {
+            m.handle.deliver(&m.id, PeerCommand::Send(joined.clone()));
+        }
+        info!(parent: &self.span, peer = %newcomer.id, size = members.len() + 1, "peer joined");
+        members.push(newcomer);
+        Ok(snapshot)
+    }
+
+    /// Removes a peer and tells the others; true when the room is now empty.
+    pub(crate) fn leave(&self, id: &str) -> bool {
+        let mut members = self.members();
+        let Some(pos) = members.iter().position(|m| m.id == id) else {
+            return members.is_empty();
+        };
+        let gone = members.remove(pos);
+        let track_ids: Vec<TrackId> = gone.tracks.iter().map(|t| t.id.clone()).collect();
+        for m in members.iter() {
+            if !track_ids.is_empty() {
+                for t in &track_ids {
+                    m.handle.deliver(&m.id, PeerCommand::Unsubscribe(t.clone()));
+                }
+                m.handle.deliver(
+                    &m.id,
+                    PeerCommand::Send(ServerMediaEvent::TracksRemoved {
+                        peer_id: gone.id.clone(),
+                        track_ids: track_ids.clone(),
+                    }),
+                );
+            }
+            m.handle.deliver(
+                &m.id,
+                PeerCommand::Send(ServerMediaEvent::PeerLeft {
+                    peer_id: gone.id.clone(),
+                }),
+            );
+        }
+        info!(parent: &self.span, peer = %gone.id, size = members.len(), "peer left");
+        members.is_empty()
+    }
+
+    /// Records tracks `publisher` started publishing and has every other member subscribe.
+    pub fn publish(&self, publisher: &str, tracks: Vec<Arc<PublishedTrack>>) {
+        let mut members = self.members();
+        let Some(owner) = members.iter_mut().find(|m| m.id == publisher) else {
+            return;
+        };
+        owner.tracks.extend(tracks.iter().cloned());
+        let added = ServerMediaEvent::TracksAdded {
+            peer_id: publisher.to_owned(),
+            track_id_to_metadata: track_map(&tracks),
+        };
+        for m in members.iter().filter(|m| m.id != publisher) {
+            m.handle.deliver(&m.id, PeerCommand::Send(added.clone()));
+            for t in &tracks {
+                m.handle.deliver(&m.id, PeerCommand::Subscribe(t.clone()));
+            }
+        }
+    }
+
+    /// Changes a member's metadata and tells the others.
+    pub fn update_peer(&self, id: &str, metadata: PeerMetadata) {
+        let mut members = self.members();
+        let Some(me) = members.iter_mut().find(|m| m.id == id) else {
+            return;
+        };
+        me.metadata = metadata.clone();
+        let event = ServerMediaEvent::PeerUpdated {
+            peer_id: id.to_owned(),
+            metadata,
+        };
+        for m in members.iter().filter(|m| m.id != id) {
+            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+        }
+    }
+
+    /// Changes the metadata of one of `id`'s own tracks and tells the others.
+    pub fn update_track(
+        &self,
+        id: &str,
+        track_id: &str,
+        metadata: TrackMetadata,
+    ) -> Result<(), NotYours> {
+        let members = self.members();
+        let track = members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.tracks.iter().find(|t| t.id == track_id))
+            .ok_or_else(|| NotYours(track_id.to_owned()))?;
+        track.set_metadata(metadata.clone());
+        let event = ServerMediaEvent::TrackUpdated {
+            peer_id: id.to_owned(),
+            track_id: track_id.to_owned(),
+            track_metadata: metadata,
+        };
+        for m in members.iter().filter(|m| m.id != id) {
+            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Builds the one `webrtc` API every peer connection comes from: codecs, interceptors, and the ICE
+//! network (addresses offered, shared UDP port, NAT mapping, timeouts).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+};
+use webrtc::rtp_transceiver::RTCPFeedback;
+
+use crate::config::Config;
+
+/// The API plus the address of the shared UDP port, if one is used.
+pub struct Rtc {
+    /// Makes peer connections.
+    pub api: API,
+    /// The shared media port, when muxed.
+    pub udp_addr: Option<SocketAddr>,
+}
+
+/// Opus for audio, VP8 for video: every browser we support has both, and an SFU needs one codec
+/// per kind that all peers share (it never transcodes). Fewer codecs also keep SDPs small.
+fn media_engine() -> anyhow::Result<MediaEngine> {
+    let mut m = MediaEngine::default();
+    m.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+            ..Default::default()
+        },
+        RTPCodecType::Audio,
+    )?;
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    m.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![
+                    feedback("ccm", "fir"),
+                    feedback("nack", ""),
+                    feedback("nack", "pli"),
+                ],
+            },
+            payload_type: 96,
+            ..Default::default()
+        },
+        RTPCodecType::Video,
+    )?;
+    Ok(m)
+}
+
+/// Builds the API from the configuration; binds the shared UDP port when one is used.
+pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
+    let mut media = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+
+    let mut s = SettingEngine::default();
+    // mDNS would open port 5353 and slow every connect; browsers' .local candidates are learnt
+    // as peer-reflexive anyway.
+    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // IPv4 only: predictable candidate pairs (IPv6 can be added behind a flag when needed).
+    s.set_network_types(vec![NetworkType::Udp4]);
+    // A vanished peer (laptop lid closed) is declared failed in seconds, not the default 25 s.
+    s.set_ice_timeouts(
+        Some(Duration::from_secs(4)),
+        Some(Duration::from_secs(8)),
+        Some(Duration::from_secs(1)),
+    );
+    let allowed: Vec<IpAddr> = config.ice_ips.clone();
+    if allowed.iter().any(IpAddr::is_loopback) {
+        s.set_include_loopback_candidate(true);
+    }
+    if !allowed.is_empty() {
+        s.set_ip_filter(Box::new(move |ip: IpAddr| allowed.contains(&ip)));
+    }
+    if let Some(ip) = config.nat_1to1_ip {
+        s.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
+    }
+
+    let mut udp_addr = None;
+    if let Some((min, max)) = config.udp_port_range {
+        let eph = EphemeralUDP::new(min, max).context("UDP port range")?;
+        s.set_udp_network(UDPNetwork::Ephemeral(eph));
+    } else {
+        // Bind the shared port on the one ICE address when there is exactly one (tests bind
+        // loopback only), else on every interface.
+        let ip = match config.ice_ips.as_slice() {
+            [one] => *one,
+            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let socket = tokio::net::UdpSocket::bind((ip, config.udp_port))
+            .await
+            .with_context(|| format!("binding UDP media port {ip}:{}", config.udp_port))?;
+        udp_addr = Some(socket.local_addr()?);
+        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        s.set_udp_network(UDPNetwork::Muxed(mux));
+    }
+
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(s)
+        .build();
+    Ok(Rtc { api, udp_addr })
+}

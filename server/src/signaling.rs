@@ -1,0 +1,494 @@
+//! The WebSocket session at `/socket`: decodes frames, walks a client through channel join,
+//! room join and its life in the room, and writes replies.
+//!
+//! Invariant: this is the only module that touches WebSocket I/O. Everything else sends
+//! through an [`Outbox`], which never blocks: a client that stops reading fills its queue and is
+//! disconnected instead of stalling the room.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    room_from_topic, validate_room_name, ClientMediaEvent, ClientMessage, DecodeError, ErrorCode,
+    ServerMediaEvent, ServerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::peer::{Peer, PeerError};
+use crate::room::{MemberHandle, PeerCommand, Room};
+use crate::AppState;
+
+/// Frames queued for one client before it counts as not reading.
+const OUTBOX_CAPACITY: usize = 256;
+/// Room commands queued for one peer before it counts as too slow.
+const COMMAND_CAPACITY: usize = 256;
+/// The server pings this often; browsers answer on their own.
+pub const PING_INTERVAL: Duration = Duration::from_secs(3);
+/// A client silent for this long (no frame, no pong) is gone.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(9);
+/// Consecutive refused frames before the connection is closed.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_INTERNAL: u16 = 1011;
+
+/// `GET /socket`: upgrades to a signaling session.
+pub async fn handler(ws: WebSocketUpgrade, State(app): State<Arc<AppState>>) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| {
+            let tracker = app.sessions.clone();
+            tracker.track_future(run(socket, app))
+        })
+}
+
+enum Outgoing {
+    Frame(ServerMessage),
+    Close(u16, String),
+}
+
+/// The non-blocking way to send to one client.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    kill: CancellationToken,
+}
+
+impl Outbox {
+    /// Queues a frame; a full queue disconnects the client.
+    pub fn send(&self, msg: ServerMessage) {
+        if self.tx.try_send(Outgoing::Frame(msg)).is_err() {
+            self.kill.cancel();
+        }
+    }
+
+    /// Queues a media event.
+    pub fn media(&self, event: ServerMediaEvent) {
+        self.send(ServerMessage::media(event));
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        let _ = self.tx.try_send(Outgoing::Close(code, reason.to_owned()));
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    ClientLeft,
+    Idle,
+    TooBig,
+    TooManyErrors,
+    JoinTimeout,
+    Transport,
+    Killed,
+    Shutdown,
+    Peer(PeerError),
+}
+
+impl End {
+    fn close_frame(&self) -> Option<(u16, String)> {
+        let (code, reason) = match self {
+            End::ClientClosed | End::Transport => return None,
+            End::ClientLeft => (CLOSE_NORMAL, "bye".to_owned()),
+            End::Idle => (CLOSE_POLICY, "keepalive timeout".to_owned()),
+            End::TooBig => (
+                CLOSE_TOO_BIG,
+                format!("message exceeds {MAX_FRAME_BYTES} bytes"),
+            ),
+            End::TooManyErrors => (CLOSE_POLICY, "too many invalid messages".to_owned()),
+            End::JoinTimeout => (CLOSE_POLICY, "no join in time".to_owned()),
+            End::Killed => (CLOSE_POLICY, "too slow to keep up".to_owned()),
+            End::Shutdown => (CLOSE_GOING_AWAY, "server shutting down".to_owned()),
+            End::Peer(e) => (CLOSE_INTERNAL, e.to_string()),
+        };
+        Some((code, reason))
+    }
+}
+
+/// What reading the socket produced.
+enum Inbound {
+    Message(ClientMessage),
+    Ended(End),
+}
+
+/// The read half plus the bookkeeping every stage shares.
+struct Session {
+    app: Arc<AppState>,
+    stream: SplitStream<WebSocket>,
+    out: Outbox,
+    kill: CancellationToken,
+    last_seen: Instant,
+    consecutive_errors: u32,
+    /// Silence is only policed in a room; before that the join deadline bounds the wait.
+    police_idle: bool,
+}
+
+impl Session {
+    /// The next valid message; bad frames are answered here and counted.
+    async fn recv(&mut self) -> Inbound {
+        loop {
+            let next = tokio::select! {
+                _ = self.kill.cancelled() => return Inbound::Ended(End::Killed),
+                _ = self.app.shutdown.cancelled() => return Inbound::Ended(End::Shutdown),
+                _ = sleep_until(self.last_seen + IDLE_TIMEOUT), if self.police_idle => return Inbound::Ended(End::Idle),
+                next = self.stream.next() => next,
+            };
+            self.last_seen = Instant::now();
+            let text = match next {
+                None => return Inbound::Ended(End::ClientClosed),
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    // tungstenite reports an oversized message as a capacity error.
+                    if text.contains("Space limit exceeded") || text.contains("too long") {
+                        return Inbound::Ended(End::TooBig);
+                    }
+                    debug!(error = %text, "WebSocket transport error");
+                    return Inbound::Ended(End::Transport);
+                }
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Close(_))) => return Inbound::Ended(End::ClientClosed),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    if let Some(end) = self.refuse(
+                        ErrorCode::BadMessage,
+                        "binary frames are not supported; send JSON text",
+                    ) {
+                        return Inbound::Ended(end);
+                    }
+                    continue;
+                }
+            };
+            match ClientMessage::decode(text.as_str()) {
+                Ok(msg) => {
+                    self.consecutive_errors = 0;
+                    return Inbound::Message(msg);
+                }
+                Err(e @ DecodeError::TooLarge { .. }) => {
+                    debug!(error = %e, "oversized frame");
+                    return Inbound::Ended(End::TooBig);
+                }
+                Err(e) => {
+                    if let Some(end) = self.refuse(e.code(), &e.to_string()) {
+                        return Inbound::Ended(end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replies with an error; ends the session after too many in a row.
+    fn refuse(&mut self, code: ErrorCode, message: &str) -> Option<End> {
+        debug!(?code, message, "refused a frame");
+        self.out.send(ServerMessage::error(code, message));
+        self.consecutive_errors += 1;
+        (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
+    }
+
+    /// A valid message that does not fit the stage.
+    fn unexpected(&mut self, message: &str) -> Option<End> {
+        self.refuse(ErrorCode::UnexpectedMessage, message)
+    }
+}
+
+async fn run(socket: WebSocket, app: Arc<AppState>) {
+    let (sink, stream) = socket.split();
+    let kill = app.shutdown.child_token();
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let writer = tokio::spawn(write_loop(sink, rx));
+    let mut session = Session {
+        app,
+        stream,
+        out: Outbox {
+            tx,
+            kill: kill.clone(),
+        },
+        kill,
+        last_seen: Instant::now(),
+        consecutive_errors: 0,
+        police_idle: false,
+    };
+    let end = converse(&mut session).await;
+    debug!(?end, "session ended");
+    if let Some((code, reason)) = end.close_frame() {
+        session.out.close(code, &reason);
+    }
+    drop(session);
+    // Give the writer a moment to flush the close frame, then make sure it is gone.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        let frame = tokio::select! {
+            next = rx.recv() => match next {
+                Some(Outgoing::Frame(msg)) => Message::Text(msg.encode().into()),
+                Some(Outgoing::Close(code, reason)) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    break;
+                }
+                None => break,
+            },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        if sink.send(frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// The whole conversation: channel join, then (repeatedly) room join and life in the room.
+async fn converse(s: &mut Session) -> End {
+    let join_deadline = Instant::now() + s.app.config.join_timeout();
+    let room_name = loop {
+        let msg = tokio::select! {
+            m = s.recv() => m,
+            _ = sleep_until(join_deadline) => return End::JoinTimeout,
+        };
+        match msg {
+            Inbound::Ended(end) => return end,
+            Inbound::Message(ClientMessage::ChannelJoin {
+                topic,
+                protocol_version,
+            }) => match channel_join(&topic, protocol_version) {
+                Ok(room) => {
+                    s.out.send(ServerMessage::ChannelJoined {
+                        topic,
+                        protocol_version: PROTOCOL_VERSION,
+                    });
+                    break room;
+                }
+                Err(reason) => {
+                    s.out.send(ServerMessage::ChannelJoinError { reason });
+                    if let Some(end) = s.note_error() {
+                        return end;
+                    }
+                }
+            },
+            Inbound::Message(ClientMessage::ChannelLeave {}) => return End::ClientLeft,
+            Inbound::Message(ClientMessage::MediaEvent { .. }) => {
+                if let Some(end) = s.unexpected("join a channel (channelJoin room:<name>) first") {
+                    return end;
+                }
+            }
+        }
+    };
+
+    let mut deadline = Some(join_deadline);
+    loop {
+        let msg = tokio::select! {
+            m = s.recv() => m,
+            _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => return End::JoinTimeout,
+        };
+        match msg {
+            Inbound::Ended(end) => return end,
+            Inbound::Message(ClientMessage::MediaEvent {
+                data: ClientMediaEvent::Join { metadata },
+            }) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+                let peer_kill = s.kill.child_token();
+                let handle = MemberHandle {
+                    commands: tx,
+                    kill: peer_kill.clone(),
+                };
+                let display_name = metadata.display_name.clone();
+                match s.app.rooms.join(&room_name, id.clone(), metadata, handle) {
+                    Err(denied) => {
+                        info!(room = %room_name, reason = %denied, "join denied");
+                        s.out.media(ServerMediaEvent::PeerDenied {
+                            reason: denied.to_string(),
+                        });
+                    }
+                    Ok((room, snapshot)) => {
+                        s.out.media(ServerMediaEvent::PeerAccepted {
+                            id: id.clone(),
+                            peers_in_room: snapshot.peers,
+                        });
+                        let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name);
+                        s.police_idle = true;
+                        s.last_seen = Instant::now();
+                        let end =
+                            in_room(s, &room, id.clone(), snapshot.tracks, commands, peer_kill)
+                                .instrument(span)
+                                .await;
+                        s.police_idle = false;
+                        s.app.rooms.leave(&room, &id);
+                        match end {
+                            // Left the room but kept the channel: rejoin in time or go.
+                            None => deadline = Some(Instant::now() + s.app.config.join_timeout()),
+                            Some(end) => return end,
+                        }
+                    }
+                }
+            }
+            Inbound::Message(ClientMessage::ChannelLeave {}) => return End::ClientLeft,
+            Inbound::Message(ClientMessage::ChannelJoin { .. }) => {
+                if let Some(end) = s.unexpected("already joined a channel") {
+                    return end;
+                }
+            }
+            Inbound::Message(ClientMessage::MediaEvent { data }) => {
+                let text = format!("{} before join: send join first", event_name(&data));
+                if let Some(end) = s.unexpected(&text) {
+                    return end;
+                }
+            }
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+impl Session {
+    fn note_error(&mut self) -> Option<End> {
+        self.consecutive_errors += 1;
+        (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
+    }
+}
+
+fn channel_join(topic: &str, version: u32) -> Result<String, String> {
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is not supported; this server speaks version {PROTOCOL_VERSION}"
+        ));
+    }
+    let room = room_from_topic(topic)
+        .ok_or_else(|| format!("unknown topic {topic:?}: expected \"room:<name>\""))?;
+    validate_room_name(room).map_err(|e| e.to_string())?;
+    Ok(room.to_owned())
+}
+
+fn event_name(e: &ClientMediaEvent) -> &'static str {
+    match e {
+        ClientMediaEvent::Join { .. } => "join",
+        ClientMediaEvent::SdpAnswer { .. } => "sdpAnswer",
+        ClientMediaEvent::Candidate(_) => "candidate",
+        ClientMediaEvent::RenegotiateTracks {} => "renegotiateTracks",
+        ClientMediaEvent::UpdatePeerMetadata { .. } => "updatePeerMetadata",
+        ClientMediaEvent::UpdateTrackMetadata { .. } => "updateTrackMetadata",
+        ClientMediaEvent::Leave {} => "leave",
+    }
+}
+
+/// Life in the room. `None`: the peer left the room but keeps the channel.
+async fn in_room(
+    s: &mut Session,
+    room: &Arc<Room>,
+    id: String,
+    existing: Vec<Arc<crate::forwarder::PublishedTrack>>,
+    mut commands: mpsc::Receiver<PeerCommand>,
+    peer_kill: CancellationToken,
+) -> Option<End> {
+    let tasks = peer_kill.child_token();
+    let created = Peer::new(
+        &s.app.rtc.api,
+        id,
+        room.clone(),
+        s.out.clone(),
+        s.app.stats.clone(),
+        tasks,
+        tracing::Span::current(),
+    )
+    .await;
+    let (mut peer, mut rtc_events) = match created {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "could not create the peer connection");
+            s.out.media(ServerMediaEvent::Error {
+                message: e.to_string(),
+            });
+            return Some(End::Peer(e));
+        }
+    };
+    let result: Result<Option<End>, PeerError> = async {
+        peer.start(existing).await?;
+        loop {
+            let deadline = peer.next_deadline();
+            tokio::select! {
+                _ = peer_kill.cancelled() => return Ok(Some(End::Killed)),
+                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    peer.check_deadlines(Instant::now())?;
+                }
+                Some(cmd) = commands.recv() => match cmd {
+                    PeerCommand::Send(event) => s.out.media(event),
+                    PeerCommand::Subscribe(track) => peer.subscribe(track).await?,
+                    PeerCommand::Unsubscribe(track_id) => peer.unsubscribe(&track_id).await?,
+                },
+                Some(event) = rtc_events.recv() => peer.on_rtc_event(event).await?,
+                msg = s.recv() => {
+                    let msg = match msg {
+                        Inbound::Ended(end) => return Ok(Some(end)),
+                        Inbound::Message(m) => m,
+                    };
+                    let refusal = match msg {
+                        ClientMessage::ChannelLeave {} => return Ok(Some(End::ClientLeft)),
+                        ClientMessage::ChannelJoin { .. } => Some((ErrorCode::UnexpectedMessage, "already joined a channel".to_owned())),
+                        ClientMessage::MediaEvent { data } => match data {
+                            ClientMediaEvent::Leave {} => return Ok(None),
+                            ClientMediaEvent::Join { .. } => Some((ErrorCode::UnexpectedMessage, "already in the room".to_owned())),
+                            ClientMediaEvent::SdpAnswer { sdp_answer, track_id_to_track_metadata, mid_to_track_id } => {
+                                peer.on_answer(sdp_answer, track_id_to_track_metadata, mid_to_track_id).await?
+                                    .err().map(|r| (r.code, r.message))
+                            }
+                            ClientMediaEvent::Candidate(c) => peer.on_remote_candidate(c).await.err().map(|r| (r.code, r.message)),
+                            ClientMediaEvent::RenegotiateTracks {} => {
+                                peer.renegotiate().await?;
+                                None
+                            }
+                            ClientMediaEvent::UpdatePeerMetadata { metadata } => {
+                                room.update_peer(&peer.id, metadata);
+                                None
+                            }
+                            ClientMediaEvent::UpdateTrackMetadata { track_id, track_metadata } => {
+                                room.update_track(&peer.id, &track_id, track_metadata)
+                                    .err().map(|e| (ErrorCode::Forbidden, e.to_string()))
+                            }
+                        },
+                    };
+                    if let Some((code, message)) = refusal {
+                        if let Some(end) = s.refuse(code, &message) {
+                            return Ok(Some(end));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    let end = match result {
+        Ok(end) => end,
+        Err(e) => {
+            warn!(error = %e, "removing peer");
+            s.out.media(ServerMediaEvent::Error {
+                message: e.to_string(),
+            });
+            Some(End::Peer(e))
+        }
+    };
+    peer.close().await;
+    end
+}

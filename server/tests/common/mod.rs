@@ -1,0 +1,99 @@
+//! Shared set-up for the server's integration tests: a real server on loopback.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientMessage, ServerMessage};
+use server::{Config, RunningServer};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a test waits for media or events before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts a server on an ephemeral loopback port with ICE on 127.0.0.1 only.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    init_logs();
+    let mut config = Config::for_tests();
+    tweak(&mut config);
+    server::start(config).await.expect("server starts")
+}
+
+/// A room name no other test uses.
+pub fn room(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A bare WebSocket client, for speaking (and mis-speaking) the protocol by hand.
+pub struct RawClient {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// What a raw client read next.
+#[derive(Debug)]
+pub enum Read {
+    Message(ServerMessage),
+    Closed(Option<(u16, String)>),
+}
+
+impl RawClient {
+    pub async fn connect(server: &RunningServer) -> RawClient {
+        let (ws, _) = tokio_tungstenite::connect_async(server.socket_url())
+            .await
+            .expect("websocket connects");
+        RawClient { ws }
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, msg: &ClientMessage) {
+        self.send_text(msg.encode()).await;
+    }
+
+    /// The next protocol message or close, skipping pings.
+    pub async fn read(&mut self) -> Read {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("server replied in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return Read::Message(ServerMessage::decode(t.as_str()).expect("valid reply"))
+                }
+                Some(Ok(Message::Close(c))) => {
+                    return Read::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Read::Closed(None),
+            }
+        }
+    }
+
+    pub async fn read_message(&mut self) -> ServerMessage {
+        match self.read().await {
+            Read::Message(m) => m,
+            Read::Closed(c) => panic!("expected a message, the socket closed: {c:?}"),
+        }
+    }
+}
