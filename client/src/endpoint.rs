@@ -513,6 +513,7 @@ impl Inner {
             let Some(pc) = s.pc.as_ref().map(|p| p.pc.clone()) else {
                 return Err(JsValue::from_str("an offer arrived before peerAccepted"));
             };
+            log::info(&format!("offer: mid → track {mid_to_track_id:?}"));
             // Recorded before applying: ontrack fires during setRemoteDescription.
             s.negotiation.offer_received(mid_to_track_id);
             pc
@@ -633,12 +634,28 @@ impl Inner {
                 return;
             };
             let track = event.track();
-            let given = event.streams().get(0).dyn_into::<MediaStream>().ok();
+            // The browser's stream is the publisher's when the offer's msid says so; a reused
+            // transceiver may still carry an older publisher's msid, so then (or with no msid)
+            // the peer's tracks are gathered in a stream of our own.
+            let given = event
+                .streams()
+                .get(0)
+                .dyn_into::<MediaStream>()
+                .ok()
+                .filter(|s| s.id() == peer_id);
+            // A reused receiver track leaves the stream of the peer it served before.
+            for (id, other) in s.peers.iter() {
+                if *id != peer_id {
+                    if let Some(old) = &other.stream {
+                        old.remove_track(&track);
+                    }
+                }
+            }
             let peer = s.peers.get_mut(&peer_id);
-            let stream = match (given, peer.as_ref().and_then(|p| p.stream.clone())) {
-                (Some(stream), _) => stream,
-                // No msid: gather the peer's tracks in one stream of our own.
-                (None, Some(own)) => own,
+            // Once a peer has a stream it keeps it: re-attaching would blank its video.
+            let stream = match (peer.as_ref().and_then(|p| p.stream.clone()), given) {
+                (Some(existing), _) => existing,
+                (None, Some(given)) => given,
                 (None, None) => match MediaStream::new() {
                     Ok(s) => s,
                     Err(_) => return,
@@ -651,6 +668,12 @@ impl Inner {
                 p.stream = Some(stream.clone());
                 p.info.track_id_to_metadata.get(&track_id).cloned()
             });
+            log::info(&format!(
+                "media of {track_id} ({}) on mid {}, stream {}",
+                track.kind(),
+                mid.as_deref().unwrap_or("?"),
+                stream.id()
+            ));
             let ctx = TrackContext {
                 peer_id,
                 track_id: track_id.clone(),

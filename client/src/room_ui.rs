@@ -6,7 +6,6 @@
 //! `video-<peerId>` and `audio-<peerId>`. Names are always set as text, never as HTML.
 
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{Document, Element, HtmlElement, HtmlMediaElement, MediaStream};
 
 use crate::log;
@@ -135,10 +134,10 @@ impl RoomUi {
         {
             let same = element
                 .src_object()
-                .is_some_and(|current| JsValue::from(current) == JsValue::from(stream.clone()));
+                .is_some_and(|current| js_sys::Object::is(&current, stream));
             if !same {
+                // `autoplay` starts it; an explicit play() here would run the load twice.
                 element.set_src_object(Some(stream));
-                play(&element);
             }
         }
     }
@@ -272,16 +271,4 @@ fn build_tile(
     feed.append_child(&audio)?;
     feed.append_child(&name)?;
     Ok(feed)
-}
-
-/// Starts playback; a refusal (autoplay policy) is logged, not fatal: `autoplay` retries.
-fn play(element: &HtmlMediaElement) {
-    let Ok(promise) = element.play() else {
-        return;
-    };
-    wasm_bindgen_futures::spawn_local(async move {
-        if let Err(e) = JsFuture::from(promise).await {
-            log::warn(&format!("playback did not start: {}", log::describe(&e)));
-        }
-    });
 }

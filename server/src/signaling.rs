@@ -34,6 +34,8 @@ const COMMAND_CAPACITY: usize = 256;
 pub const PING_INTERVAL: Duration = Duration::from_secs(3);
 /// A client silent for this long (no frame, no pong) is gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(9);
+/// How long a closing connection may take to finish the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Consecutive refused frames before the connection is closed.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
 
@@ -141,8 +143,7 @@ impl Session {
     async fn recv(&mut self) -> Inbound {
         loop {
             let next = tokio::select! {
-                _ = self.kill.cancelled() => return Inbound::Ended(End::Killed),
-                _ = self.app.shutdown.cancelled() => return Inbound::Ended(End::Shutdown),
+                _ = self.kill.cancelled() => return Inbound::Ended(self.killed()),
                 _ = sleep_until(self.last_seen + IDLE_TIMEOUT), if self.police_idle => return Inbound::Ended(End::Idle),
                 next = self.stream.next() => next,
             };
@@ -225,15 +226,26 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
     if let Some((code, reason)) = end.close_frame() {
         session.out.close(code, &reason);
     }
-    drop(session);
-    // Give the writer a moment to flush the close frame, then make sure it is gone.
+    // The closing handshake: keep reading until the client's close reply, so that nothing it
+    // sent is left unread — closing a TCP socket with unread data resets the connection, and
+    // the client would lose our close frame. Bounded, and the writer is gone after it.
+    let Session {
+        mut stream, out, ..
+    } = session;
+    drop(out);
     let mut writer = writer;
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-    }
+    let drain = async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        tokio::join!(drain, &mut writer);
+    })
+    .await;
+    writer.abort();
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
@@ -364,6 +376,15 @@ fn far_future() -> Instant {
 }
 
 impl Session {
+    /// Why the kill token fired: server shutdown, or this client fell behind.
+    fn killed(&self) -> End {
+        if self.app.shutdown.is_cancelled() {
+            End::Shutdown
+        } else {
+            End::Killed
+        }
+    }
+
     fn note_error(&mut self) -> Option<End> {
         self.consecutive_errors += 1;
         (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
@@ -429,7 +450,7 @@ async fn in_room(
         loop {
             let deadline = peer.next_deadline();
             tokio::select! {
-                _ = peer_kill.cancelled() => return Ok(Some(End::Killed)),
+                _ = peer_kill.cancelled() => return Ok(Some(s.killed())),
                 _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     peer.check_deadlines(Instant::now())?;
                 }

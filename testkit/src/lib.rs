@@ -92,8 +92,13 @@ pub struct PeerState {
     pub tracks: BTreeMap<TrackId, (PeerId, TrackMetadata)>,
     /// Tracks announced then removed.
     pub removed_tracks: Vec<TrackId>,
-    /// Media received per track id.
+    /// Media received per track id (attributed through the latest offer's mid → track map,
+    /// as a browser client does: a transceiver may carry another publisher's track later).
     pub received: BTreeMap<TrackId, TrackStats>,
+    /// Packets that arrived on a mid the latest offer maps to no track.
+    pub unmapped_packets: u64,
+    /// The latest offer's mid → track id map.
+    pub mid_to_track: BTreeMap<String, TrackId>,
     /// The peer connection's state.
     pub connection: Option<RTCPeerConnectionState>,
     /// Offers received.
@@ -327,9 +332,9 @@ impl TestPeer {
             Box::pin(async {})
         }));
         let weak = Arc::downgrade(&state_tx);
-        pc.on_track(Box::new(move |track, _, _| {
-            if let Some(tx) = weak.upgrade() {
-                tokio::spawn(receive(track, tx));
+        pc.on_track(Box::new(move |track, _, transceiver| {
+            if let (Some(tx), Some(mid)) = (weak.upgrade(), transceiver.mid()) {
+                tokio::spawn(receive(track, mid.to_string(), tx));
             }
             Box::pin(async {})
         }));
@@ -496,15 +501,17 @@ async fn signal_loop(
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,
-            } => match answer(
-                &pc,
-                sdp_offer,
-                &mid_to_track_id,
-                &track_meta,
-                &mut uplink_mids,
-            )
-            .await
-            {
+            } => match {
+                state.send_modify(|s| s.mid_to_track = mid_to_track_id.clone());
+                answer(
+                    &pc,
+                    sdp_offer,
+                    &mid_to_track_id,
+                    &track_meta,
+                    &mut uplink_mids,
+                )
+                .await
+            } {
                 Ok(reply) => {
                     state.send_modify(|s| s.offers += 1);
                     let _ = out.send(Message::Text(reply.encode().into()));
@@ -607,27 +614,25 @@ async fn answer(
     })
 }
 
-async fn receive(track: Arc<TrackRemote>, state: Arc<watch::Sender<PeerState>>) {
-    let id = track.id();
-    let publisher = track.stream_id();
+async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<PeerState>>) {
     let kind = track.kind().to_string();
-    state.send_modify(|s| {
-        s.received.entry(id.clone()).or_insert_with(|| TrackStats {
-            publisher: publisher.clone(),
-            kind: kind.clone(),
-            ..Default::default()
-        });
-    });
     while let Ok((packet, _)) = track.read_rtp().await {
         let ok = check_payload(&packet.payload);
         let len = packet.payload.len() as u64;
         state.send_modify(|s| {
-            if let Some(t) = s.received.get_mut(&id) {
-                t.packets += 1;
-                t.bytes += len;
-                if !ok {
-                    t.corrupt += 1;
-                }
+            let Some(id) = s.mid_to_track.get(&mid).cloned() else {
+                s.unmapped_packets += 1;
+                return;
+            };
+            let t = s.received.entry(id.clone()).or_insert_with(|| TrackStats {
+                publisher: id.split(':').next().unwrap_or_default().to_owned(),
+                kind: kind.clone(),
+                ..Default::default()
+            });
+            t.packets += 1;
+            t.bytes += len;
+            if !ok {
+                t.corrupt += 1;
             }
         });
     }

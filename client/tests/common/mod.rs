@@ -143,7 +143,11 @@ impl RawPeer {
     }
 
     /// Waits for (and removes) the first received message that `pick` accepts.
-    pub async fn expect<T>(&self, what: &str, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+    pub async fn expect<T>(
+        &self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
         let start = now_ms();
         loop {
             {
@@ -154,7 +158,10 @@ impl RawPeer {
                 }
             }
             if now_ms() - start > 10_000.0 {
-                panic!("timed out waiting for {what}; got {:?}", self.inbox.borrow());
+                panic!(
+                    "timed out waiting for {what}; got {:?}",
+                    self.inbox.borrow()
+                );
             }
             sleep(20).await;
         }

@@ -85,7 +85,11 @@ impl RawClient {
                     return Read::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())))
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Read::Closed(None),
+                Some(Err(e)) => {
+                    eprintln!("raw client: read error: {e}");
+                    return Read::Closed(None);
+                }
+                None => return Read::Closed(None),
             }
         }
     }

@@ -1,0 +1,469 @@
+//! The Room against a real server (started by the test command; its address comes in
+//! `VIDEOROOM_TEST_SERVER` at compile time), in a real browser with a fake camera/microphone.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use client::consts::{
+    MediaConstraints, VideoConstraints, CONNECTION_ERROR, LOCAL_PEER_ID, MEDIA_CONSTRAINTS,
+    MEDIA_ERROR, PEER_DENIED,
+};
+use client::media::MediaSource;
+use client::{Room, RoomError, RoomOptions};
+use common::{fresh_root, max_peers_per_room, now_ms, socket_url, unique_room, wait_for, RawPeer};
+use js_sys::Promise;
+use protocol::{
+    topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, ServerMediaEvent, ServerMessage,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use web_sys::{
+    HtmlElement, HtmlVideoElement, MediaStreamTrackState, RtcIceConnectionState, RtcSignalingState,
+};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn options(room: &str, name: &str) -> RoomOptions {
+    RoomOptions {
+        socket_url: socket_url(),
+        room_name: room.to_owned(),
+        display_name: name.to_owned(),
+        root: fresh_root(),
+        media: MediaSource::default(),
+        ice_servers: Vec::new(),
+        on_disconnect: None,
+    }
+}
+
+fn room(room: &str, name: &str) -> Room {
+    Room::with_options(options(room, name)).expect("room")
+}
+
+fn ice_connected(room: &Room) -> bool {
+    room.peer_connection().is_some_and(|pc| {
+        matches!(
+            pc.ice_connection_state(),
+            RtcIceConnectionState::Connected | RtcIceConnectionState::Completed
+        )
+    })
+}
+
+fn participants(room: &Room) -> String {
+    room.ui()
+        .root()
+        .query_selector("#participants-list")
+        .unwrap()
+        .unwrap()
+        .text_content()
+        .unwrap()
+}
+
+/// Whether `viewer` plays `peer_id`'s audio and video, frames included.
+fn receives_media_of(viewer: &Room, peer_id: &str) -> bool {
+    let Some(video) = viewer.ui().video_element(peer_id) else {
+        return false;
+    };
+    let Some(stream) = video.src_object() else {
+        return false;
+    };
+    let video: HtmlVideoElement = video.dyn_into().unwrap();
+    stream.get_audio_tracks().length() == 1
+        && stream.get_video_tracks().length() == 1
+        && video.video_width() > 0
+}
+
+/// What `viewer` shows of `peer_id`, for failure messages.
+fn media_report(viewer: &Room, peer_id: &str) -> String {
+    let mut out = format!("tile: {}", viewer.ui().has_video_element(peer_id));
+    if let Some(video) = viewer.ui().video_element(peer_id) {
+        let video: HtmlVideoElement = video.dyn_into().unwrap();
+        out += &format!(
+            ", video {}x{} readyState {} paused {}",
+            video.video_width(),
+            video.video_height(),
+            video.ready_state(),
+            video.paused()
+        );
+        if let Some(stream) = video.src_object() {
+            out += &format!(", stream {}:", stream.id());
+            for t in client::media::tracks(&stream) {
+                out += &format!(
+                    " [{} {} {:?} muted={}]",
+                    t.kind(),
+                    t.id(),
+                    t.ready_state(),
+                    t.muted()
+                );
+            }
+        }
+    }
+    if let Some(pc) = viewer.peer_connection() {
+        out += &format!(", ice {:?}, transceivers:", pc.ice_connection_state());
+        for t in pc.get_transceivers().iter() {
+            let t: web_sys::RtcRtpTransceiver = t.dyn_into().unwrap();
+            let track = t.receiver().track();
+            out += &format!(
+                " [mid {:?} {:?}/{:?} rx {} muted={}]",
+                t.mid(),
+                t.direction(),
+                t.current_direction(),
+                track.id(),
+                track.muted()
+            );
+        }
+    }
+    out
+}
+
+/// The inbound RTP statistics of `room`'s peer connection, for failure messages.
+async fn inbound_rtp(room: &Room) -> String {
+    let Some(pc) = room.peer_connection() else {
+        return "no peer connection".into();
+    };
+    let Ok(report) = wasm_bindgen_futures::JsFuture::from(pc.get_stats()).await else {
+        return "no stats".into();
+    };
+    let mut out = String::from("inbound-rtp:");
+    let values = js_sys::Reflect::get(&report, &"values".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|f| f.call0(&report).ok());
+    if let Some(iter) = values.and_then(|v| js_sys::try_iter(&v).ok().flatten()) {
+        for stat in iter.flatten() {
+            let get = |k: &str| js_sys::Reflect::get(&stat, &k.into()).unwrap_or_default();
+            if get("type").as_string().as_deref() == Some("inbound-rtp") {
+                out += &format!(
+                    " [mid {:?} ssrc {:?} {:?} packets {:?}]",
+                    get("mid").as_string(),
+                    get("ssrc").as_f64(),
+                    get("kind").as_string(),
+                    get("packetsReceived").as_f64()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `viewer` plays `peer_id`'s audio and video.
+async fn wait_for_media(viewer: &Room, peer_id: &str, what: &str) -> f64 {
+    let start = now_ms();
+    while !receives_media_of(viewer, peer_id) {
+        if now_ms() - start > 20_000.0 {
+            panic!(
+                "timed out waiting for {what}: {}; {}",
+                media_report(viewer, peer_id),
+                inbound_rtp(viewer).await
+            );
+        }
+        common::sleep(50).await;
+    }
+    now_ms()
+}
+
+/// Leaves, and checks everything leave promises.
+fn assert_left(room: &Room) {
+    assert!(room.has_left());
+    assert!(room.endpoint().has_left());
+    assert!(
+        room.peer_connection().is_none(),
+        "the peer connection is gone"
+    );
+    assert!(
+        !room.socket_handlers_registered(),
+        "socket handlers unregistered"
+    );
+    let ws = room.web_socket();
+    assert!(ws.onmessage().is_none() && ws.onclose().is_none() && ws.onerror().is_none());
+    assert!(ws.onopen().is_none());
+    if let Some(stream) = room.local_stream() {
+        for track in client::media::tracks(&stream) {
+            assert_eq!(
+                track.ready_state(),
+                MediaStreamTrackState::Ended,
+                "local {} stopped",
+                track.kind()
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn join_connects_and_exchanges_media_with_a_second_participant() {
+    let name = unique_room("two");
+    let alice = room(&name, "Alice");
+    let alice_id = alice.join().await.expect("Alice joins");
+    assert!(!alice_id.is_empty());
+    assert_eq!(
+        alice.endpoint().local_peer_id().as_deref(),
+        Some(alice_id.as_str())
+    );
+    assert!(alice.ui().has_video_element(LOCAL_PEER_ID));
+    let me = alice
+        .ui()
+        .root()
+        .query_selector("#feed-local-peer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(me.text_content().unwrap(), "Me");
+    assert_eq!(participants(&alice), "Participants: Alice");
+    wait_for("Alice's ICE to connect", 15_000.0, || ice_connected(&alice)).await;
+    assert_eq!(alice.endpoint().uplink().len(), 2, "audio and video sent");
+
+    let t0 = now_ms();
+    let bob = room(&name, "Bob");
+    let bob_id = bob.join().await.expect("Bob joins");
+    assert_eq!(participants(&bob), "Participants: Alice, Bob");
+    assert!(
+        bob.ui().has_video_element(&alice_id),
+        "Bob sees Alice's tile"
+    );
+    wait_for("Bob's ICE to connect", 15_000.0, || ice_connected(&bob)).await;
+
+    wait_for("Alice to list Bob", 10_000.0, || {
+        participants(&alice) == "Participants: Bob, Alice"
+    })
+    .await;
+    let bob_sees = wait_for_media(&bob, &alice_id, "Bob to play Alice").await - t0;
+    let alice_sees = wait_for_media(&alice, &bob_id, "Alice to play Bob").await - t0;
+    console_log!(
+        "join → first remote frame: Bob sees Alice after {bob_sees:.0} ms, Alice sees Bob after {alice_sees:.0} ms"
+    );
+
+    // One MediaStream per publisher (its id is the publisher's id), in video and audio alike.
+    let stream = alice
+        .ui()
+        .video_element(&bob_id)
+        .unwrap()
+        .src_object()
+        .unwrap();
+    assert_eq!(stream.id(), bob_id);
+    let audio_stream = alice
+        .ui()
+        .audio_element(&bob_id)
+        .unwrap()
+        .src_object()
+        .unwrap();
+    assert!(js_sys::Object::is(&stream, &audio_stream));
+    let name_tag = alice
+        .ui()
+        .root()
+        .query_selector(&format!("[id='feed-{bob_id}']"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(name_tag.text_content().unwrap(), "Bob");
+
+    // Bob leaves: his tile and name go from Alice's page.
+    bob.leave();
+    assert_left(&bob);
+    wait_for("Bob's tile to go", 10_000.0, || {
+        !alice.ui().has_video_element(&bob_id)
+    })
+    .await;
+    assert_eq!(participants(&alice), "Participants: Alice");
+    assert!(alice.peers().is_empty());
+
+    alice.leave();
+    assert_left(&alice);
+}
+
+#[wasm_bindgen_test]
+async fn a_newcomer_after_a_departure_is_seen_and_heard() {
+    let name = unique_room("reuse");
+    let alice = room(&name, "Alice");
+    let alice_id = alice.join().await.expect("Alice joins");
+    let bob = room(&name, "Bob");
+    let bob_id = bob.join().await.expect("Bob joins");
+    wait_for_media(&alice, &bob_id, "Alice to play Bob").await;
+    bob.leave();
+    wait_for("Bob's tile to go", 10_000.0, || {
+        !alice.ui().has_video_element(&bob_id)
+    })
+    .await;
+
+    // Carol's tracks may come on the transceivers that carried Bob's.
+    let carol = room(&name, "Carol");
+    let carol_id = carol.join().await.expect("Carol joins");
+    wait_for_media(&carol, &alice_id, "Carol to play Alice").await;
+    wait_for_media(&alice, &carol_id, "Alice to play Carol").await;
+    assert_eq!(participants(&alice), "Participants: Carol, Alice");
+    carol.leave();
+    alice.leave();
+}
+
+#[wasm_bindgen_test]
+async fn refused_media_shows_the_exact_message() {
+    let name = unique_room("nomedia");
+    let no_such_camera = MediaConstraints {
+        video: Some(VideoConstraints {
+            device_id: Some("no-such-camera"),
+            ..MEDIA_CONSTRAINTS.video.unwrap()
+        }),
+        ..MEDIA_CONSTRAINTS
+    };
+    let r = Room::with_options(RoomOptions {
+        media: MediaSource::UserMedia(no_such_camera),
+        ..options(&name, "Dan")
+    })
+    .unwrap();
+    let err = r.join().await.unwrap_err();
+    assert!(matches!(err, RoomError::Media(_)), "{err:?}");
+    assert_eq!(r.ui().error_message().as_deref(), Some(MEDIA_ERROR));
+    assert_eq!(
+        MEDIA_ERROR,
+        "Failed to setup video room, make sure to grant camera and microphone permissions"
+    );
+    assert!(!r.ui().has_video_element(LOCAL_PEER_ID), "no local tile");
+    assert!(r.peer_connection().is_none(), "never joined");
+    r.leave();
+    assert_left(&r);
+}
+
+#[wasm_bindgen_test]
+async fn permission_denied_shows_the_exact_message() {
+    let name = unique_room("denied-media");
+    let r = Room::with_options(RoomOptions {
+        media: MediaSource::Custom(Box::new(|| {
+            let e = web_sys::DomException::new_with_message_and_name("denied", "NotAllowedError")
+                .unwrap();
+            Promise::reject(&e)
+        })),
+        ..options(&name, "Eve")
+    })
+    .unwrap();
+    let err = r.join().await.unwrap_err();
+    assert_eq!(err, RoomError::Media("NotAllowedError: denied".into()));
+    assert_eq!(r.ui().error_message().as_deref(), Some(MEDIA_ERROR));
+    r.leave();
+}
+
+/// A peer without media, holding a place in `room`.
+async fn placeholder(room: &str, n: usize) -> RawPeer {
+    let peer = RawPeer::connect().await;
+    peer.send(&ClientMessage::ChannelJoin {
+        topic: topic_for_room(room),
+        protocol_version: PROTOCOL_VERSION,
+    });
+    peer.expect("channelJoined", |m| {
+        matches!(m, ServerMessage::ChannelJoined { .. }).then_some(())
+    })
+    .await;
+    peer.send(&ClientMessage::MediaEvent {
+        data: ClientMediaEvent::Join {
+            metadata: PeerMetadata {
+                display_name: format!("Seat {n}"),
+            },
+        },
+    });
+    peer.expect("peerAccepted", |m| match m {
+        ServerMessage::MediaEvent {
+            data: ServerMediaEvent::PeerAccepted { .. },
+        } => Some(()),
+        ServerMessage::MediaEvent {
+            data: ServerMediaEvent::PeerDenied { reason },
+        } => panic!("seat {n} of {} denied: {reason}", max_peers_per_room()),
+        _ => None,
+    })
+    .await;
+    peer
+}
+
+#[wasm_bindgen_test]
+async fn join_denied_at_the_room_cap_shows_peer_denied() {
+    let name = unique_room("full");
+    let cap = max_peers_per_room();
+    let mut seats = Vec::new();
+    for n in 0..cap {
+        seats.push(placeholder(&name, n).await);
+    }
+    let late = room(&name, "Late");
+    let err = late.join().await.unwrap_err();
+    let RoomError::Denied(reason) = &err else {
+        panic!("expected a denial, got {err:?}");
+    };
+    console_log!("denied at {cap} peers: {reason}");
+    assert_eq!(late.ui().error_message().as_deref(), Some(PEER_DENIED));
+    assert!(late.peer_connection().is_none());
+    late.leave();
+    assert_left(&late);
+    drop(seats);
+}
+
+#[wasm_bindgen_test]
+async fn channel_join_refusal_is_shown() {
+    // The form never lets this name through; the server must refuse it too.
+    let r = room("not a valid room!", "Fay");
+    let err = r.join().await.unwrap_err();
+    assert!(matches!(err, RoomError::ChannelJoin(_)), "{err:?}");
+    let shown = r.ui().error_message().unwrap();
+    assert!(shown.starts_with("Cannot open the room: "), "{shown}");
+    r.leave();
+}
+
+#[wasm_bindgen_test]
+async fn socket_closed_under_the_room_makes_it_leave() {
+    let name = unique_room("closed");
+    let r = room(&name, "Gus");
+    r.join().await.expect("joins");
+    wait_for("ICE to connect", 15_000.0, || ice_connected(&r)).await;
+    let pc = r.peer_connection().unwrap();
+
+    r.web_socket().close().unwrap();
+    wait_for("leave to run", 5_000.0, || r.has_left()).await;
+    assert_left(&r);
+    assert_eq!(pc.signaling_state(), RtcSignalingState::Closed);
+    assert_eq!(r.ui().error_message().as_deref(), Some(CONNECTION_ERROR));
+}
+
+#[wasm_bindgen_test]
+async fn server_closing_the_socket_makes_the_room_leave() {
+    let name = unique_room("kicked");
+    let r = room(&name, "Hal");
+    r.join().await.expect("joins");
+    // A frame over the limit makes the server close the connection (1009).
+    r.web_socket()
+        .send_with_str(&"x".repeat(MAX_FRAME_BYTES + 1))
+        .unwrap();
+    wait_for("leave to run", 10_000.0, || r.has_left()).await;
+    assert_left(&r);
+    assert_eq!(r.ui().error_message().as_deref(), Some(CONNECTION_ERROR));
+}
+
+#[wasm_bindgen_test]
+async fn disconnect_button_leaves_and_goes_back() {
+    let name = unique_room("bye");
+    let went_back = Rc::new(Cell::new(false));
+    let flag = went_back.clone();
+    let r = Room::with_options(RoomOptions {
+        on_disconnect: Some(Box::new(move || flag.set(true))),
+        ..options(&name, "Ivy")
+    })
+    .unwrap();
+    r.join().await.expect("joins");
+
+    // Someone else in the room sees Ivy go when she clicks Disconnect.
+    let watcher = placeholder(&name, 0).await;
+    let button: HtmlElement = r
+        .ui()
+        .root()
+        .query_selector("#disconnect")
+        .unwrap()
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    button.click();
+    assert!(went_back.get());
+    assert_left(&r);
+    watcher
+        .expect("peerLeft", |m| match m {
+            ServerMessage::MediaEvent {
+                data: ServerMediaEvent::PeerLeft { .. },
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+}

@@ -1,0 +1,370 @@
+//! The DOM helpers and the landing form against a real DOM, in a real browser (no server).
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use client::consts::{CONNECTION_ERROR, LOCAL_LABEL, LOCAL_PEER_ID};
+use client::form::FormErrors;
+use client::landing::{LandingPage, Prefill};
+use client::room_ui::{grid_columns, RoomUi};
+use common::{fresh_root, install_styles, sleep};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+use web_sys::{Element, Event, HtmlElement, HtmlInputElement, MediaStream};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn by_id(root: &Element, id: &str) -> Element {
+    root.query_selector(&format!("#{id}"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no #{id}"))
+}
+
+fn text(root: &Element, id: &str) -> String {
+    by_id(root, id).text_content().unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+fn room_page_keeps_the_original_ids() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "standup");
+    for id in [
+        "room",
+        "participants-list",
+        "videochat-error",
+        "videos-grid",
+        "disconnect",
+    ] {
+        by_id(&root, id);
+    }
+    assert_eq!(ui.get_room_id().as_deref(), Some("standup"));
+    assert_eq!(
+        by_id(&root, "room")
+            .get_attribute("data-room-id")
+            .as_deref(),
+        Some("standup")
+    );
+    let error: HtmlElement = by_id(&root, "videochat-error").dyn_into().unwrap();
+    assert!(error.hidden(), "the error area starts hidden");
+}
+
+#[wasm_bindgen_test]
+fn tiles_are_added_and_removed() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    ui.add_video_element(LOCAL_PEER_ID, LOCAL_LABEL, true);
+    ui.add_video_element("p1", "Alice", false);
+
+    let feed = by_id(&root, "feed-local-peer");
+    assert_eq!(feed.children().length(), 3, "video, audio, label");
+    let video = ui.video_element(LOCAL_PEER_ID).unwrap();
+    assert_eq!(video.id(), "video-local-peer");
+    assert!(video.muted() && video.autoplay());
+    assert!(video.has_attribute("playsinline"));
+    assert!(
+        video.class_list().contains("flip-horizontally"),
+        "the local video is mirrored"
+    );
+    let audio = ui.audio_element(LOCAL_PEER_ID).unwrap();
+    assert_eq!(audio.id(), "audio-local-peer");
+    assert!(audio.muted(), "we never hear ourselves");
+    assert!(feed.text_content().unwrap().contains("Me"));
+
+    let remote_video = ui.video_element("p1").unwrap();
+    assert!(!remote_video.class_list().contains("flip-horizontally"));
+    assert!(
+        remote_video.muted(),
+        "sound plays through the audio element"
+    );
+    let remote_audio = ui.audio_element("p1").unwrap();
+    assert_eq!(remote_audio.id(), "audio-p1");
+    assert!(!remote_audio.muted() && remote_audio.autoplay());
+    assert_eq!(by_id(&root, "feed-p1").text_content().unwrap(), "Alice");
+
+    // Adding again relabels instead of duplicating.
+    ui.add_video_element("p1", "Alice B.", false);
+    assert_eq!(by_id(&root, "videos-grid").children().length(), 2);
+    assert_eq!(by_id(&root, "feed-p1").text_content().unwrap(), "Alice B.");
+
+    ui.remove_video_element("p1");
+    assert!(root.query_selector("#feed-p1").unwrap().is_none());
+    assert!(!ui.has_video_element("p1"));
+    ui.remove_video_element("never-there");
+    assert_eq!(by_id(&root, "videos-grid").children().length(), 1);
+}
+
+#[wasm_bindgen_test]
+fn odd_peer_ids_are_found() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let odd = "1 \"weird\" #id]";
+    ui.add_video_element(odd, "X", false);
+    assert!(ui.has_video_element(odd));
+    assert!(ui.video_element(odd).is_some());
+    ui.remove_video_element(odd);
+    assert!(!ui.has_video_element(odd));
+}
+
+#[wasm_bindgen_test]
+fn names_are_text_never_html() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "<i>room</i>");
+    let evil = "<img src=x onerror=\"document.title='pwned'\"><b>Bob</b>";
+    ui.add_video_element("p1", evil, false);
+    let label = by_id(&root, "feed-p1").last_element_child().unwrap();
+    assert_eq!(label.text_content().unwrap(), evil);
+    assert_eq!(label.child_element_count(), 0, "no element was parsed");
+    assert!(root.query_selector("img").unwrap().is_none());
+    assert!(root.query_selector("i").unwrap().is_none());
+
+    ui.set_participants_list(&[evil.to_owned(), "Me & you".to_owned()]);
+    let list = by_id(&root, "participants-list");
+    assert_eq!(
+        list.text_content().unwrap(),
+        format!("Participants: {evil}, Me & you")
+    );
+    assert_eq!(list.child_element_count(), 1, "only the bold label");
+    assert_eq!(list.first_element_child().unwrap().tag_name(), "B");
+
+    ui.set_error_message(Some("<b>bad</b>"));
+    assert_eq!(text(&root, "videochat-error"), "<b>bad</b>");
+    assert_eq!(by_id(&root, "videochat-error").child_element_count(), 0);
+}
+
+#[wasm_bindgen_test]
+fn participants_list_reads_like_the_original() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    ui.set_participants_list(&["a".to_owned(), "b".to_owned()]);
+    assert_eq!(text(&root, "participants-list"), "Participants: a, b");
+    ui.set_participants_list(&["only".to_owned()]);
+    assert_eq!(text(&root, "participants-list"), "Participants: only");
+}
+
+#[wasm_bindgen_test]
+fn error_area_shows_messages() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    assert_eq!(ui.error_message(), None);
+    ui.set_error_message(Some("Peer denied."));
+    let area: HtmlElement = by_id(&root, "videochat-error").dyn_into().unwrap();
+    assert!(!area.hidden());
+    assert_eq!(ui.error_message().as_deref(), Some("Peer denied."));
+    ui.set_error_message(None);
+    assert_eq!(ui.error_message().as_deref(), Some(CONNECTION_ERROR));
+    ui.set_error_detail(Some("room is full"));
+    assert_eq!(text(&root, "videochat-error-detail"), "room is full");
+    ui.set_error_detail(None);
+    let detail: HtmlElement = by_id(&root, "videochat-error-detail").dyn_into().unwrap();
+    assert!(detail.hidden());
+}
+
+#[wasm_bindgen_test]
+fn grid_columns_follow_the_tutorial() {
+    let expected = [1, 1, 2, 2, 2, 3, 3, 4, 4, 4];
+    for (tiles, columns) in expected.iter().enumerate() {
+        assert_eq!(grid_columns(tiles), *columns, "{tiles} tiles");
+    }
+}
+
+/// Number of columns the browser actually lays out.
+fn laid_out_columns(grid: &Element) -> usize {
+    let style = web_sys::window()
+        .unwrap()
+        .get_computed_style(grid)
+        .unwrap()
+        .unwrap();
+    let columns = style.get_property_value("grid-template-columns").unwrap();
+    columns.split_whitespace().count()
+}
+
+#[wasm_bindgen_test]
+async fn grid_reflows_with_the_number_of_tiles_and_the_width() {
+    install_styles();
+    let root = fresh_root();
+    let page: HtmlElement = root.clone().dyn_into().unwrap();
+    page.style().set_property("width", "1200px").unwrap();
+    let ui = RoomUi::render(&root, "r");
+    let grid = by_id(&root, "videos-grid");
+    let mut seen = Vec::new();
+    for i in 0..8 {
+        ui.add_video_element(&format!("p{i}"), &format!("P{i}"), i == 0);
+        sleep(0).await;
+        assert_eq!(
+            grid.get_attribute("data-columns").unwrap(),
+            grid_columns(i + 1).to_string()
+        );
+        seen.push(laid_out_columns(&grid));
+    }
+    assert_eq!(seen, vec![1, 2, 2, 2, 3, 3, 4, 4], "on a wide screen");
+
+    // A phone-sized room: one column whatever the count.
+    page.style().set_property("width", "360px").unwrap();
+    sleep(0).await;
+    assert_eq!(laid_out_columns(&grid), 1);
+
+    page.style().set_property("width", "1200px").unwrap();
+    for i in 0..6 {
+        ui.remove_video_element(&format!("p{i}"));
+    }
+    sleep(0).await;
+    assert_eq!(grid.get_attribute("data-columns").as_deref(), Some("2"));
+    assert_eq!(laid_out_columns(&grid), 2);
+}
+
+/// A stream from the (fake) camera and microphone.
+async fn camera() -> MediaStream {
+    client::media::MediaSource::default()
+        .get()
+        .await
+        .expect("fake camera and microphone")
+}
+
+#[wasm_bindgen_test]
+async fn attaching_the_same_stream_again_does_not_reload_the_video() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    ui.add_video_element("p1", "P", false);
+    let video = ui.video_element("p1").unwrap();
+    let loads = Rc::new(RefCell::new(0));
+    let counter = loads.clone();
+    let on_load_start =
+        Closure::<dyn FnMut(Event)>::new(move |_: Event| *counter.borrow_mut() += 1);
+    video
+        .add_event_listener_with_callback("loadstart", on_load_start.as_ref().unchecked_ref())
+        .unwrap();
+
+    let stream = camera().await;
+    ui.attach_stream(&stream, "p1");
+    sleep(300).await;
+    let first = *loads.borrow();
+    assert!(first >= 1, "attaching loads the stream");
+    // The second track of the same peer arrives: same stream, no new load (no blank frame).
+    ui.attach_stream(&stream, "p1");
+    sleep(300).await;
+    assert_eq!(*loads.borrow(), first);
+    let shown = video.src_object().unwrap();
+    assert_eq!(shown.id(), stream.id());
+    assert_eq!(
+        ui.audio_element("p1").unwrap().src_object().unwrap().id(),
+        stream.id()
+    );
+
+    // Another publisher's stream on a reused tile does load.
+    let other = MediaStream::new_with_tracks(&stream.get_tracks()).unwrap();
+    ui.attach_stream(&other, "p1");
+    sleep(300).await;
+    assert!(*loads.borrow() > first);
+    assert_eq!(video.src_object().unwrap().id(), other.id());
+    client::media::stop_tracks(&stream);
+    video
+        .remove_event_listener_with_callback("loadstart", on_load_start.as_ref().unchecked_ref())
+        .unwrap();
+}
+
+#[wasm_bindgen_test]
+fn disconnect_button_calls_its_handler() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let clicks = Rc::new(RefCell::new(0));
+    let counter = clicks.clone();
+    let handler = Closure::<dyn FnMut(Event)>::new(move |_: Event| *counter.borrow_mut() += 1);
+    ui.setup_disconnect_button(Some(handler.as_ref().unchecked_ref()));
+    let button: HtmlElement = by_id(&root, "disconnect").dyn_into().unwrap();
+    button.click();
+    assert_eq!(*clicks.borrow(), 1);
+    ui.setup_disconnect_button(None);
+    button.click();
+    assert_eq!(*clicks.borrow(), 1);
+}
+
+fn input(root: &Element, id: &str) -> HtmlInputElement {
+    by_id(root, id).dyn_into().unwrap()
+}
+
+fn landing(prefill: Prefill) -> (Element, LandingPage, Rc<RefCell<Vec<String>>>) {
+    let root = fresh_root();
+    let visited: Rc<RefCell<Vec<String>>> = Rc::default();
+    let sink = visited.clone();
+    let page = LandingPage::render(&root, &prefill, move |url: &str| {
+        sink.borrow_mut().push(url.to_owned())
+    })
+    .unwrap();
+    (root, page, visited)
+}
+
+#[wasm_bindgen_test]
+fn landing_form_explains_bad_input() {
+    let (root, page, visited) = landing(Prefill::default());
+    input(&root, "room_name").set_value("a b");
+    input(&root, "display_name").set_value("   ");
+    page.form().request_submit().unwrap();
+    assert!(visited.borrow().is_empty(), "bad input never navigates");
+    assert_eq!(
+        text(&root, "room_name-error"),
+        "Room name may only contain letters, digits, '-', '_' and '.', not ' '."
+    );
+    assert_eq!(
+        text(&root, "display_name-error"),
+        "Display name must not be empty."
+    );
+    assert_eq!(
+        input(&root, "room_name")
+            .get_attribute("aria-invalid")
+            .as_deref(),
+        Some("true")
+    );
+
+    input(&root, "room_name").set_value(&"r".repeat(65));
+    input(&root, "display_name").set_value(&"é".repeat(65));
+    page.form().request_submit().unwrap();
+    assert_eq!(
+        text(&root, "room_name-error"),
+        "Room name is 65 characters, the limit is 64."
+    );
+    assert_eq!(
+        text(&root, "display_name-error"),
+        "Display name is 65 characters, the limit is 64."
+    );
+    assert!(visited.borrow().is_empty());
+}
+
+#[wasm_bindgen_test]
+fn landing_form_trims_and_navigates() {
+    let (root, page, visited) = landing(Prefill::default());
+    input(&root, "room_name").set_value("  standup ");
+    input(&root, "display_name").set_value(" Zoë & co ");
+    page.form().request_submit().unwrap();
+    assert_eq!(
+        visited.borrow().as_slice(),
+        ["/room/standup?display_name=Zo%C3%AB%20%26%20co"]
+    );
+    let error: HtmlElement = by_id(&root, "room_name-error").dyn_into().unwrap();
+    assert!(error.hidden());
+    assert_eq!(
+        client::landing::remembered_display_name().as_deref(),
+        Some("Zoë & co")
+    );
+}
+
+#[wasm_bindgen_test]
+fn landing_form_is_prefilled_from_a_room_link() {
+    let (root, _page, _) = landing(Prefill {
+        room_name: "standup".into(),
+        display_name: "Ann".into(),
+        errors: Some(FormErrors {
+            room_name: None,
+            display_name: Some("Display name must not be empty.".into()),
+        }),
+    });
+    assert_eq!(input(&root, "room_name").value(), "standup");
+    assert_eq!(input(&root, "display_name").value(), "Ann");
+    assert_eq!(
+        text(&root, "display_name-error"),
+        "Display name must not be empty."
+    );
+}

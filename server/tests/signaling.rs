@@ -1,0 +1,280 @@
+//! Bad input on the signaling socket gets a clear error, never a panic, and never disturbs
+//! the other peers.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{RawClient, Read, WAIT};
+use protocol::*;
+use testkit::{PeerOptions, TestPeer};
+
+fn join_channel(room: &str) -> ClientMessage {
+    ClientMessage::ChannelJoin {
+        topic: topic_for_room(room),
+        protocol_version: PROTOCOL_VERSION,
+    }
+}
+
+fn join_room(name: &str) -> ClientMessage {
+    ClientMessage::MediaEvent {
+        data: ClientMediaEvent::Join {
+            metadata: PeerMetadata {
+                display_name: name.into(),
+            },
+        },
+    }
+}
+
+fn expect_error(msg: ServerMessage, code: ErrorCode, needle: &str) {
+    match msg {
+        ServerMessage::Error { code: c, message } => {
+            assert_eq!(c, code, "{message}");
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_messages_get_errors_and_the_connection_stays() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    c.send_text("{not json").await;
+    expect_error(
+        c.read_message().await,
+        ErrorCode::BadMessage,
+        "malformed message",
+    );
+    c.send_text(r#"{"type":"teleport"}"#).await;
+    expect_error(
+        c.read_message().await,
+        ErrorCode::BadMessage,
+        "unknown variant `teleport`",
+    );
+    c.send_text(r#"{"type":"channelJoin","topic":"room:a"}"#)
+        .await;
+    expect_error(
+        c.read_message().await,
+        ErrorCode::BadMessage,
+        "missing field `protocolVersion`",
+    );
+    c.send(&join_room("Ada")).await;
+    expect_error(
+        c.read_message().await,
+        ErrorCode::UnexpectedMessage,
+        "channelJoin",
+    );
+    let long = format!(
+        r#"{{"type":"mediaEvent","data":{{"type":"join","metadata":{{"displayName":"{}"}}}}}}"#,
+        "x".repeat(100)
+    );
+    c.send_text(long).await;
+    expect_error(
+        c.read_message().await,
+        ErrorCode::InvalidField,
+        "display name: is 100 characters",
+    );
+
+    // Still usable: a proper join works on the same connection.
+    let room = common::room("ok");
+    c.send(&join_channel(&room)).await;
+    assert!(matches!(
+        c.read_message().await,
+        ServerMessage::ChannelJoined { .. }
+    ));
+    c.send(&join_room("Ada")).await;
+    match c.read_message().await {
+        ServerMessage::MediaEvent {
+            data: ServerMediaEvent::PeerAccepted { peers_in_room, .. },
+        } => assert!(peers_in_room.is_empty()),
+        other => panic!("expected peerAccepted, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_topics_room_names_and_versions_are_refused_with_reasons() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    let cases = [
+        ("lobby:x", PROTOCOL_VERSION, "unknown topic \"lobby:x\""),
+        ("room:", PROTOCOL_VERSION, "room name: must not be empty"),
+        ("room:a b", PROTOCOL_VERSION, "may only contain letters"),
+        ("room:ok", 99, "protocol version 99 is not supported"),
+    ];
+    for (topic, version, needle) in cases {
+        c.send(&ClientMessage::ChannelJoin {
+            topic: topic.into(),
+            protocol_version: version,
+        })
+        .await;
+        match c.read_message().await {
+            ServerMessage::ChannelJoinError { reason } => {
+                assert!(reason.contains(needle), "{reason:?} lacks {needle:?}")
+            }
+            other => panic!("expected channelJoinError for {topic}, got {other:?}"),
+        }
+    }
+    assert_eq!(server.state.rooms.census().rooms, 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    c.send_text("x".repeat(MAX_FRAME_BYTES + 1)).await;
+    match c.read().await {
+        Read::Closed(Some((code, _))) => assert_eq!(code, 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn too_many_consecutive_errors_close_the_connection() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    for _ in 0..20 {
+        c.send_text("nope").await;
+    }
+    let mut errors = 0;
+    loop {
+        match c.read().await {
+            Read::Message(ServerMessage::Error { .. }) => errors += 1,
+            Read::Closed(Some((code, reason))) => {
+                assert_eq!(code, 1008);
+                assert_eq!(reason, "too many invalid messages");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(errors, 10);
+    server.shutdown().await.unwrap();
+}
+
+// Real time with a 1 s limit: under paused time the runtime also skips the close handshake's
+// grace period, so the client could not reply to the close frame it is checking.
+#[tokio::test]
+async fn no_join_within_the_timeout_closes_with_1008_and_leaves_no_room() {
+    let server = common::start(|c| c.join_timeout_secs = 1).await;
+    let mut c = RawClient::connect(&server).await;
+    let room = common::room("late");
+    c.send(&join_channel(&room)).await;
+    assert!(matches!(
+        c.read_message().await,
+        ServerMessage::ChannelJoined { .. }
+    ));
+    match c.read().await {
+        Read::Closed(Some((code, reason))) => {
+            assert_eq!((code, reason.as_str()), (1008, "no join in time"))
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    assert_eq!(server.state.rooms.census().rooms, 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nonsense_answer_removes_only_that_peer() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    let room = common::room("sdp");
+    c.send(&join_channel(&room)).await;
+    c.read_message().await;
+    c.send(&join_room("Mallory")).await;
+    assert!(matches!(
+        c.read_message().await,
+        ServerMessage::MediaEvent {
+            data: ServerMediaEvent::PeerAccepted { .. }
+        }
+    ));
+    // An answer before... well after the offer, but nonsense.
+    loop {
+        if let ServerMessage::MediaEvent {
+            data: ServerMediaEvent::SdpOffer { .. },
+        } = c.read_message().await
+        {
+            break;
+        }
+    }
+    c.send(&ClientMessage::MediaEvent {
+        data: ClientMediaEvent::SdpAnswer {
+            sdp_answer: SessionDescription {
+                kind: SdpType::Answer,
+                sdp: "v=0\r\nthis is not sdp\r\n".into(),
+            },
+            track_id_to_track_metadata: BTreeMap::new(),
+            mid_to_track_id: BTreeMap::new(),
+        },
+    })
+    .await;
+    let mut saw_error = false;
+    loop {
+        match c.read().await {
+            Read::Message(ServerMessage::MediaEvent {
+                data: ServerMediaEvent::Error { message },
+            }) => {
+                assert!(message.contains("SDP answer was refused"), "{message}");
+                saw_error = true;
+            }
+            Read::Message(_) => {}
+            Read::Closed(close) => {
+                assert_eq!(close.map(|c| c.0), Some(1011));
+                break;
+            }
+        }
+    }
+    assert!(saw_error);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_one_client_does_not_disturb_a_room() {
+    let server = common::start(|_| {}).await;
+    let room = common::room("calm");
+    let url = server.socket_url();
+    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
+        .await
+        .unwrap();
+    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
+        .await
+        .unwrap();
+    b.wait_for("video from Ada", WAIT, |s| {
+        s.packets_from(&a.id, "video") > 20
+    })
+    .await
+    .unwrap();
+
+    // A hostile neighbour in the same room: garbage, then an oversized frame.
+    let mut m = RawClient::connect(&server).await;
+    m.send(&join_channel(&room)).await;
+    m.read_message().await;
+    for _ in 0..5 {
+        m.send_text("garbage").await;
+    }
+    m.send_text("y".repeat(MAX_FRAME_BYTES * 2)).await;
+    loop {
+        if let Read::Closed(_) = m.read().await {
+            break;
+        }
+    }
+    // And a peer in the room sending garbage is answered, not dropped.
+    a.send_raw("{\"type\":\"mediaEvent\",\"data\":{\"type\":\"bogus\"}}");
+    a.wait_for("error reply", WAIT, |s| !s.errors.is_empty())
+        .await
+        .unwrap();
+
+    let before = b.state().packets_from(&a.id, "video");
+    b.wait_for("media still flowing", WAIT, |s| {
+        s.packets_from(&a.id, "video") > before + 50
+    })
+    .await
+    .unwrap();
+    assert_eq!(a.state().closed, None);
+    a.leave().await;
+    b.leave().await;
+    server.shutdown().await.unwrap();
+}
