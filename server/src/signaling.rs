@@ -242,7 +242,7 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
         }
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        tokio::join!(drain, &mut writer);
+        let _ = tokio::join!(drain, &mut writer);
     })
     .await;
     writer.abort();

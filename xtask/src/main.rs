@@ -1,1 +1,205 @@
-fn main() {}
+//! `cargo xtask run` and `cargo xtask test`: the README's two commands. Each installs what it
+//! needs (wasm target, wasm-bindgen-cli at the pinned version, trunk, wasm-opt, browsers and
+//! drivers), from crates.io, npm and Debian only, then does its job.
+
+mod tools;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use tools::Tools;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  run [SERVER FLAGS]   install the client toolchain, build the client (release), and start the
+                       server at http://localhost:4000 (flags go to videoroom-server; see --help)
+  test                 install everything the tests need, then run every test: formatting, clippy,
+                       unit and integration tests, and the client's tests in headless Chromium
+                       and Firefox against a real server
+  build-client         build the client into dist/ (release)
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match args.next().as_deref() {
+        Some("run") => run(&root, args.collect()),
+        Some("test") => test(&root),
+        Some("build-client") => {
+            let tools = Tools::ensure_client(&root)?;
+            build_client(&tools)
+        }
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest
+        .parent()
+        .context("xtask lives inside the workspace")?
+        .to_path_buf())
+}
+
+/// Runs a command, echoing it, and fails with its status.
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build_client(tools: &Tools) -> Result<()> {
+    sh(tools.command("trunk").args(["build", "--release"]))
+}
+
+fn run(root: &Path, server_args: Vec<String>) -> Result<()> {
+    let tools = Tools::ensure_client(root)?;
+    build_client(&tools)?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "server", "--"]);
+    if !server_args.iter().any(|a| a.starts_with("--static-dir")) {
+        cmd.args(["--static-dir", "dist"]);
+    }
+    cmd.args(&server_args);
+    eprintln!("Starting Videoroom: open http://localhost:4000 (Ctrl-C stops it)");
+    sh(&mut cmd)
+}
+
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("\n=== {name}");
+    let t = Instant::now();
+    let r = f().with_context(|| format!("step failed: {name}"));
+    eprintln!("=== {name}: {} in {:.0?}", if r.is_ok() { "ok" } else { "FAILED" }, t.elapsed());
+    r
+}
+
+fn test(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let tools = step("install tools", || Tools::ensure_all(root))?;
+    step("cargo fmt --check", || sh(cargo().args(["fmt", "--all", "--check"])))?;
+    step("clippy (host)", || {
+        sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    })?;
+    step("clippy (client, wasm32)", || {
+        sh(cargo().args([
+            "clippy",
+            "-p",
+            "client",
+            "--all-targets",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("cargo test (host crates)", || {
+        sh(cargo().args(["test", "--workspace", "--exclude", "client"]))
+    })?;
+    step("build client (trunk, release)", || build_client(&tools))?;
+    step("client tests in headless Chromium and Firefox", || {
+        client_browser_tests(&tools)
+    })?;
+    eprintln!("\nAll tests passed in {:.0?}.", started.elapsed());
+    Ok(())
+}
+
+/// A server for the browser tests, on a free loopback port, ICE on 127.0.0.1 only.
+struct TestServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl TestServer {
+    fn start(extra: &[&str]) -> Result<TestServer> {
+        sh(cargo().args(["build", "-p", "server"]))?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let bin = Path::new("target/debug/videoroom-server");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--bind",
+            &addr.to_string(),
+            "--ice-ips",
+            "127.0.0.1",
+            "--udp-port",
+            "0",
+            "--static-dir",
+            "dist",
+        ])
+        .args(extra)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        eprintln!("$ {} &", describe(&cmd));
+        let child = cmd.spawn().context("starting the test server")?;
+        let mut server = TestServer { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("test server exited early: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("test server did not listen on {addr} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_browser_tests(tools: &Tools) -> Result<()> {
+    let server = TestServer::start(&["--max-peers-per-room", "3"])?;
+    let addr = server.addr.to_string();
+    let browsers = [
+        ("Chromium", "CHROMEDRIVER", tools.chromedriver.clone()),
+        ("Firefox", "GECKODRIVER", tools.geckodriver.clone()),
+    ];
+    for (name, var, driver) in browsers {
+        step(&format!("client tests in {name}"), || {
+            let mut cmd = tools.command("cargo");
+            cmd.args(["test", "-p", "client", "--target", "wasm32-unknown-unknown"])
+                .env("VIDEOROOM_TEST_SERVER", &addr)
+                .env_remove("CHROMEDRIVER")
+                .env_remove("GECKODRIVER")
+                .env_remove("SAFARIDRIVER")
+                .env(var, &driver)
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+            sh(&mut cmd)
+        })?;
+    }
+    drop(server);
+    Ok(())
+}

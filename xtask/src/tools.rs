@@ -1,0 +1,197 @@
+//! Finding, and when missing installing, every tool the commands need. Installs come only from
+//! registries (rustup's wasm target, crates.io, npm, Debian), never from a prebuilt download.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::sh;
+
+/// trunk 0.22 needs a newer rustc than we pin; 0.21.14 builds on Rust 1.85+.
+const TRUNK_VERSION: &str = "0.21.14";
+/// Debian's binaryen (108) produces wasm that fails in browsers; npm's 123 works offline.
+const BINARYEN_VERSION: &str = "123.0.0";
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "firefox-esr"];
+
+/// Paths of the tools, and the PATH that puts them first.
+pub struct Tools {
+    path: String,
+    /// chromedriver.
+    pub chromedriver: PathBuf,
+    /// geckodriver.
+    pub geckodriver: PathBuf,
+}
+
+impl Tools {
+    /// A command with the tools on PATH.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("PATH", &self.path);
+        c
+    }
+
+    /// What building and serving the client needs.
+    pub fn ensure_client(root: &Path) -> Result<Tools> {
+        let cargo_bin = cargo_bin()?;
+        let binaryen_bin = root.join(".tools/binaryen/node_modules/.bin");
+        let path = format!(
+            "{}:{}:{}",
+            binaryen_bin.display(),
+            cargo_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let tools = Tools {
+            path,
+            chromedriver: PathBuf::from("/usr/bin/chromedriver"),
+            geckodriver: cargo_bin.join("geckodriver"),
+        };
+        let rustup = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .context("running rustup (the Rust toolchain installer)")?;
+        if !String::from_utf8_lossy(&rustup.stdout).contains("wasm32-unknown-unknown") {
+            sh(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+        }
+        let wb = wasm_bindgen_version(root)?;
+        tools.cargo_install("wasm-bindgen", "wasm-bindgen-cli", &wb)?;
+        tools.cargo_install("trunk", "trunk", TRUNK_VERSION)?;
+        tools.ensure_wasm_opt(root)?;
+        Ok(tools)
+    }
+
+    /// Everything, including browsers and drivers for the tests.
+    pub fn ensure_all(root: &Path) -> Result<Tools> {
+        let tools = Tools::ensure_client(root)?;
+        ensure_apt_packages()?;
+        tools.cargo_install("geckodriver", "geckodriver", "")?;
+        Ok(tools)
+    }
+
+    /// Installs `krate` unless `bin --version` already reports `version` (any, if empty).
+    fn cargo_install(&self, bin: &str, krate: &str, version: &str) -> Result<()> {
+        let have = self
+            .command(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let ok = have
+            .as_deref()
+            .is_some_and(|v| version.is_empty() || v.split_whitespace().any(|w| w == version));
+        if ok {
+            return Ok(());
+        }
+        eprintln!("{bin} {version} is missing (have: {have:?}); installing from crates.io (a few minutes, once)");
+        let mut cmd = self.command("cargo");
+        cmd.args(["install", krate, "--locked"]);
+        if !version.is_empty() {
+            cmd.args(["--version", version]);
+        }
+        if sh(&mut cmd).is_ok() {
+            return Ok(());
+        }
+        // The crates mirror can lag: the lock file may name a version it lacks.
+        eprintln!("retrying without --locked");
+        let mut cmd = self.command("cargo");
+        cmd.args(["install", krate]);
+        if !version.is_empty() {
+            cmd.args(["--version", version]);
+        }
+        sh(&mut cmd)
+    }
+
+    fn ensure_wasm_opt(&self, root: &Path) -> Result<()> {
+        let want = format!("version {}", BINARYEN_VERSION.split('.').next().unwrap_or_default());
+        let have = self
+            .command("wasm-opt")
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if have.contains(&want) {
+            return Ok(());
+        }
+        if Command::new("npm").arg("--version").output().is_err() {
+            apt_install(&["npm"])?;
+        }
+        let prefix = root.join(".tools/binaryen");
+        std::fs::create_dir_all(&prefix)?;
+        sh(self.command("npm").args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            &prefix.to_string_lossy(),
+            &format!("binaryen@{BINARYEN_VERSION}"),
+        ]))
+    }
+}
+
+fn cargo_bin() -> Result<PathBuf> {
+    if let Ok(home) = std::env::var("CARGO_HOME") {
+        return Ok(PathBuf::from(home).join("bin"));
+    }
+    let home = std::env::var("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cargo/bin"))
+}
+
+/// The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+fn wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(v.to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen entry")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "these Debian packages are needed: {0}\nrun this once as root, then run the command again:\n  sudo apt-get update && sudo apt-get install -y {0}",
+            packages.join(" ")
+        );
+    }
+    sh(Command::new("apt-get").arg("update"))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_apt_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
