@@ -48,27 +48,32 @@ pub struct PublishedTrack {
 }
 
 impl PublishedTrack {
-    /// A track whose keyframes are requested through `publisher_pc` for `media_ssrc`.
+    /// The published form of `remote`, a track `publisher` sends through `publisher_pc`.
+    ///
+    /// Its stream id is the publisher's id, so subscribers get one MediaStream per participant.
     pub fn new(
         id: TrackId,
         publisher: PeerId,
-        kind: RTPCodecType,
-        local: Arc<TrackLocalStaticRTP>,
         metadata: TrackMetadata,
+        remote: &TrackRemote,
         publisher_pc: Weak<RTCPeerConnection>,
-        media_ssrc: u32,
         stats: Arc<MediaStats>,
     ) -> Self {
+        let local = Arc::new(TrackLocalStaticRTP::new(
+            remote.codec().capability,
+            id.clone(),
+            publisher.clone(),
+        ));
         PublishedTrack {
             id,
             publisher,
-            kind,
+            kind: remote.kind(),
             local,
             subscribers: AtomicU64::new(0),
             metadata: Mutex::new(metadata),
             keyframes: KeyframeRequester {
                 pc: publisher_pc,
-                media_ssrc,
+                media_ssrc: remote.ssrc(),
                 last: Mutex::new(None),
                 stats,
             },

@@ -27,7 +27,6 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
@@ -486,20 +485,12 @@ impl Peer {
                 muted: false,
             });
         let track_id: TrackId = format!("{}:{}", self.id, uuid::Uuid::new_v4());
-        // Stream id = publisher id, so a subscriber gets one MediaStream per participant.
-        let local = Arc::new(TrackLocalStaticRTP::new(
-            remote.codec().capability,
-            track_id.clone(),
-            self.id.clone(),
-        ));
         let track = Arc::new(PublishedTrack::new(
             track_id,
             self.id.clone(),
-            kind,
-            local,
             metadata,
+            &remote,
             Arc::downgrade(&self.pc),
-            remote.ssrc(),
             self.stats.clone(),
         ));
         info!(parent: &self.span, track = %track.id, %kind, "publishing");

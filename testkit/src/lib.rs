@@ -501,23 +501,24 @@ async fn signal_loop(
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,
-            } => match {
+            } => {
                 state.send_modify(|s| s.mid_to_track = mid_to_track_id.clone());
-                answer(
+                let reply = answer(
                     &pc,
                     sdp_offer,
                     &mid_to_track_id,
                     &track_meta,
                     &mut uplink_mids,
                 )
-                .await
-            } {
-                Ok(reply) => {
-                    state.send_modify(|s| s.offers += 1);
-                    let _ = out.send(Message::Text(reply.encode().into()));
+                .await;
+                match reply {
+                    Ok(reply) => {
+                        state.send_modify(|s| s.offers += 1);
+                        let _ = out.send(Message::Text(reply.encode().into()));
+                    }
+                    Err(e) => state.send_modify(|s| s.errors.push(format!("answering: {e:#}"))),
                 }
-                Err(e) => state.send_modify(|s| s.errors.push(format!("answering: {e:#}"))),
-            },
+            }
             ServerMediaEvent::Candidate(c) => {
                 let init = RTCIceCandidateInit {
                     candidate: c.candidate,
