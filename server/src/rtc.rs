@@ -90,6 +90,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
         Some(Duration::from_secs(8)),
         Some(Duration::from_secs(1)),
     );
+    // Browsers hide host addresses behind mDNS names, so the server learns them as
+    // peer-reflexive; the default 1 s wait before accepting such a pair would delay every join.
+    s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
     let allowed: Vec<IpAddr> = config.ice_ips.clone();
     if allowed.iter().any(IpAddr::is_loopback) {
         s.set_include_loopback_candidate(true);
