@@ -57,6 +57,13 @@ async fn two_peers_exchange_audio_and_video() {
     assert_eq!(st.peers.get(&a.id).map(String::as_str), Some("Ada"));
     assert_eq!(st.tracks.values().filter(|(p, _)| *p == a.id).count(), 2);
 
+    // The newcomer needs a keyframe: the server asked Ada's publisher for one.
+    a.wait_for("a keyframe request for Bob", WAIT, |s| {
+        s.keyframe_requests > 0
+    })
+    .await
+    .unwrap();
+
     let peers = [a, b];
     assert_everyone_receives_everyone(&peers).await;
     let health = server.state.health();

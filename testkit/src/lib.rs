@@ -103,6 +103,8 @@ pub struct PeerState {
     pub connection: Option<RTCPeerConnectionState>,
     /// Offers received.
     pub offers: u32,
+    /// Keyframe requests (PLI/FIR) the server sent for our own video.
+    pub keyframe_requests: u64,
     /// Error frames received (top-level and media-level).
     pub errors: Vec<String>,
     /// The refusal, if the join was denied.
@@ -257,6 +259,7 @@ impl TestPeer {
         );
         // Tracks added before the first offer is applied take the server's recvonly m-lines.
         let mut local_tracks = Vec::new();
+        let mut video_sender = None;
         let mut track_meta = BTreeMap::new();
         let stream_id = format!("testkit-{id}");
         if options.audio {
@@ -292,9 +295,11 @@ impl TestPeer {
                 format!("{id}-video"),
                 stream_id.clone(),
             ));
-            pc.add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
+            let sender = pc
+                .add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
                 .await
                 .context("adding video")?;
+            video_sender = Some(sender);
             track_meta.insert(
                 t.id().to_owned(),
                 TrackMetadata {
@@ -347,6 +352,12 @@ impl TestPeer {
             state_tx.clone(),
             track_meta,
         )));
+        if let Some(sender) = video_sender {
+            tasks.push(tokio::spawn(count_keyframe_requests(
+                sender,
+                Arc::downgrade(&state_tx),
+            )));
+        }
         for (track, pps, size) in local_tracks {
             tasks.push(tokio::spawn(publish(track, pps, size)));
         }
@@ -636,6 +647,27 @@ async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<
                 t.corrupt += 1;
             }
         });
+    }
+}
+
+async fn count_keyframe_requests(
+    sender: Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
+    state: std::sync::Weak<watch::Sender<PeerState>>,
+) {
+    use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    while let Ok((packets, _)) = sender.read_rtcp().await {
+        let n = packets
+            .iter()
+            .filter(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            })
+            .count() as u64;
+        if n > 0 {
+            let Some(state) = state.upgrade() else { return };
+            state.send_modify(|s| s.keyframe_requests += n);
+        }
     }
 }
 
