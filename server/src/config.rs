@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "VIDEOROOM_MAX_PEERS", default_value_t = 512)]
     pub max_peers: u32,
 
+    /// Browser origins (e.g. `http://localhost:8080`) allowed to open the WebSocket besides the
+    /// server's own; `*` allows any. Requests without an Origin (non-browser clients) pass.
+    #[arg(long, env = "VIDEOROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
@@ -67,6 +72,7 @@ impl Config {
             max_peers_per_room: 16,
             max_peers: 512,
             join_timeout_secs: 10,
+            allowed_origins: Vec::new(),
         }
     }
 

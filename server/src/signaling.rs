@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
@@ -45,14 +46,80 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 
-/// `GET /socket`: upgrades to a signaling session.
-pub async fn handler(ws: WebSocketUpgrade, State(app): State<Arc<AppState>>) -> Response {
+/// `GET /socket`: upgrades to a signaling session (403 for a foreign browser origin).
+pub async fn handler(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    State(app): State<Arc<AppState>>,
+) -> Response {
+    if let Err(origin) = check_origin(&headers, &app.config.allowed_origins) {
+        info!(%origin, "WebSocket from a foreign origin refused");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} may not use this server\n"),
+        )
+            .into_response();
+    }
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
             let tracker = app.sessions.clone();
             tracker.track_future(run(socket, app))
         })
+}
+
+/// Browsers always send `Origin` on WebSocket upgrades; a page on another site must not be
+/// able to join rooms on the visitor's behalf. Same origin means the Origin's host:port equals
+/// the Host header (the scheme may differ behind a TLS-terminating proxy).
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().map_err(|_| "(not text)".to_owned())?;
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/') == origin)
+    {
+        return Ok(());
+    }
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (authority, host) {
+        (Some(a), Some(h)) if a.eq_ignore_ascii_case(h) => Ok(()),
+        _ => Err(origin.to_owned()),
+    }
+}
+
+/// A token bucket: a burst of [`RATE_BURST`] messages, refilled at [`RATE_PER_SECOND`].
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Sustained messages per second one connection may send.
+pub const RATE_PER_SECOND: f64 = 50.0;
+/// Messages one connection may send in a burst (a join trickles a few dozen candidates).
+pub const RATE_BURST: f64 = 200.0;
+
+impl RateLimit {
+    fn new(now: Instant) -> Self {
+        RateLimit {
+            tokens: RATE_BURST,
+            last: now,
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 enum Outgoing {
@@ -136,6 +203,7 @@ struct Session {
     consecutive_errors: u32,
     /// Silence is only policed in a room; before that the join deadline bounds the wait.
     police_idle: bool,
+    rate: RateLimit,
 }
 
 impl Session {
@@ -172,6 +240,13 @@ impl Session {
                     continue;
                 }
             };
+            if !self.rate.admit(self.last_seen) {
+                let text = format!("too many messages: at most {RATE_PER_SECOND} per second");
+                if let Some(end) = self.refuse(ErrorCode::RateLimited, &text) {
+                    return Inbound::Ended(end);
+                }
+                continue;
+            }
             match ClientMessage::decode(text.as_str()) {
                 Ok(msg) => {
                     self.consecutive_errors = 0;
@@ -220,6 +295,7 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
         last_seen: Instant::now(),
         consecutive_errors: 0,
         police_idle: false,
+        rate: RateLimit::new(Instant::now()),
     };
     let end = converse(&mut session).await;
     debug!(?end, "session ended");
@@ -512,4 +588,45 @@ async fn in_room(
     };
     peer.close().await;
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let none: Vec<String> = vec![];
+        assert!(check_origin(&headers(None, "a:4000"), &none).is_ok());
+        assert!(check_origin(&headers(Some("http://a:4000"), "a:4000"), &none).is_ok());
+        assert!(check_origin(&headers(Some("https://A:4000"), "a:4000"), &none).is_ok());
+        assert_eq!(
+            check_origin(&headers(Some("http://evil.example"), "a:4000"), &none),
+            Err("http://evil.example".to_owned())
+        );
+        assert!(check_origin(&headers(Some("http://a:4001"), "a:4000"), &none).is_err());
+        let dev = vec!["http://localhost:8080/".to_owned()];
+        assert!(check_origin(&headers(Some("http://localhost:8080"), "a:4000"), &dev).is_ok());
+        let any = vec!["*".to_owned()];
+        assert!(check_origin(&headers(Some("http://x"), "a:4000"), &any).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_allows_a_burst_then_the_sustained_rate() {
+        let mut r = RateLimit::new(Instant::now());
+        let admitted = (0..300).filter(|_| r.admit(Instant::now())).count();
+        assert_eq!(admitted, RATE_BURST as usize);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let admitted = (0..300).filter(|_| r.admit(Instant::now())).count();
+        assert_eq!(admitted, RATE_PER_SECOND as usize);
+    }
 }

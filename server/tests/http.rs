@@ -25,7 +25,11 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 async fn serves_the_client_the_room_route_and_health() {
     let dir = std::env::temp_dir().join(format!("videoroom-static-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><title>Videoroom</title>").unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><title>Videoroom</title>",
+    )
+    .unwrap();
     std::fs::write(dir.join("client.js"), "export default 1;").unwrap();
     let server = common::start(|c| c.static_dir = dir.clone()).await;
 

@@ -278,3 +278,80 @@ async fn garbage_from_one_client_does_not_disturb_a_room() {
     b.leave().await;
     server.shutdown().await.unwrap();
 }
+
+async fn upgrade_status(server: &server::RunningServer, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = server.socket_url().into_client_request().unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn foreign_origins_get_403_same_origin_and_allow_list_pass() {
+    let server = common::start(|c| c.allowed_origins = vec!["http://localhost:8080".into()]).await;
+    let own = format!("http://{}", server.addr);
+    assert_eq!(upgrade_status(&server, &own).await, 101);
+    assert_eq!(upgrade_status(&server, "http://localhost:8080").await, 101);
+    assert_eq!(upgrade_status(&server, "https://evil.example").await, 403);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_flood_is_limited_then_closed_and_others_are_unaffected() {
+    let server = common::start(|_| {}).await;
+    let room = common::room("flood");
+    let url = server.socket_url();
+    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
+        .await
+        .unwrap();
+    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
+        .await
+        .unwrap();
+    b.wait_for("video from Ada", WAIT, |s| {
+        s.packets_from(&a.id, "video") > 20
+    })
+    .await
+    .unwrap();
+
+    let mut m = RawClient::connect(&server).await;
+    m.send(&join_channel(&room)).await;
+    m.read_message().await;
+    let candidate = ClientMessage::MediaEvent {
+        data: ClientMediaEvent::Candidate(IceCandidate {
+            candidate: String::new(),
+            sdp_mid: None,
+            sdp_m_line_index: None,
+            username_fragment: None,
+        }),
+    };
+    for _ in 0..1000 {
+        m.send(&candidate).await;
+    }
+    let mut limited = 0;
+    let close = loop {
+        match m.read().await {
+            Read::Message(ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
+            Read::Message(_) => {}
+            Read::Closed(c) => break c,
+        }
+    };
+    assert!(limited > 0, "no rateLimited error before the close");
+    assert_eq!(close.map(|c| c.0), Some(1008));
+
+    let before = b.state().packets_from(&a.id, "video");
+    b.wait_for("media still flowing", WAIT, |s| {
+        s.packets_from(&a.id, "video") > before + 50
+    })
+    .await
+    .unwrap();
+    a.leave().await;
+    b.leave().await;
+    server.shutdown().await.unwrap();
+}
