@@ -96,16 +96,29 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("\n=== {name}");
     let t = Instant::now();
     let r = f().with_context(|| format!("step failed: {name}"));
-    eprintln!("=== {name}: {} in {:.0?}", if r.is_ok() { "ok" } else { "FAILED" }, t.elapsed());
+    eprintln!(
+        "=== {name}: {} in {:.0?}",
+        if r.is_ok() { "ok" } else { "FAILED" },
+        t.elapsed()
+    );
     r
 }
 
 fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     let tools = step("install tools", || Tools::ensure_all(root))?;
-    step("cargo fmt --check", || sh(cargo().args(["fmt", "--all", "--check"])))?;
+    step("cargo fmt --check", || {
+        sh(cargo().args(["fmt", "--all", "--check"]))
+    })?;
     step("clippy (host)", || {
-        sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        sh(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
     })?;
     step("clippy (client, wasm32)", || {
         sh(cargo().args([
@@ -153,9 +166,15 @@ impl TestServer {
             "0",
             "--static-dir",
             "dist",
+            // The test runner serves its page from another origin.
+            "--allowed-origins",
+            "*",
         ])
         .args(extra)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         eprintln!("$ {} &", describe(&cmd));
         let child = cmd.spawn().context("starting the test server")?;
         let mut server = TestServer { child, addr };

@@ -103,7 +103,10 @@ impl Tools {
     }
 
     fn ensure_wasm_opt(&self, root: &Path) -> Result<()> {
-        let want = format!("version {}", BINARYEN_VERSION.split('.').next().unwrap_or_default());
+        let want = format!(
+            "version {}",
+            BINARYEN_VERSION.split('.').next().unwrap_or_default()
+        );
         let have = self
             .command("wasm-opt")
             .arg("--version")
