@@ -30,10 +30,8 @@ pub fn start() {
     let Some(document) = window.document() else {
         return;
     };
-    let Some(root) = document
-        .get_element_by_id("app")
-        .or_else(|| document.body().map(Into::into))
-    else {
+    // The page's one mount point; a page without it (a test page, an embedding) is left alone.
+    let Some(root) = document.get_element_by_id("app") else {
         return;
     };
     let location = window.location();

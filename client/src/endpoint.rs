@@ -151,8 +151,28 @@ struct PeerConnection {
     _on_ice_state: Closure<dyn FnMut(Event)>,
 }
 
+/// The global through which the live connection can be inspected (`getStats()` from the
+/// browser console, the end-to-end suite's media checks).
+const DIAGNOSTICS_GLOBAL: &str = "videoroomPeerConnection";
+
+fn expose_for_diagnostics(pc: &RtcPeerConnection) {
+    if let Some(w) = web_sys::window() {
+        let _ = Reflect::set(&w, &JsValue::from_str(DIAGNOSTICS_GLOBAL), pc);
+    }
+}
+
+fn withdraw_from_diagnostics(pc: &RtcPeerConnection) {
+    let Some(w) = web_sys::window() else { return };
+    let key = JsValue::from_str(DIAGNOSTICS_GLOBAL);
+    // Only our own: another Room in the same page may have replaced it.
+    if Reflect::get(&w, &key).is_ok_and(|v| v == JsValue::from(pc.clone())) {
+        let _ = Reflect::delete_property(&w, &key);
+    }
+}
+
 impl Drop for PeerConnection {
     fn drop(&mut self) {
+        withdraw_from_diagnostics(&self.pc);
         self.pc.set_onicecandidate(None);
         self.pc.set_ontrack(None);
         self.pc.set_oniceconnectionstatechange(None);
@@ -209,8 +229,9 @@ impl WebRtcEndpoint {
                 return;
             }
             s.local_tracks.push(LocalTrack {
-                track: track.clone(),
-                stream: stream.clone(),
+                // `Clone::clone`: web-sys's inherent `clone()` would make a new MediaStream(Track).
+                track: Clone::clone(track),
+                stream: Clone::clone(stream),
                 metadata,
                 mid: None,
             });
@@ -463,13 +484,19 @@ impl Inner {
             if s.local_peer_id.as_deref() == Some(peer.id.as_str()) {
                 return;
             }
-            s.peers.insert(
-                peer.id.clone(),
-                RemotePeer {
-                    info: peer.clone(),
-                    stream: None,
-                },
-            );
+            if let Some(known) = s.peers.get_mut(&peer.id) {
+                // Announced twice: keep its stream (re-attaching would blank its video).
+                log::warn(&format!("peerJoined again for {}", peer.id));
+                known.info = peer.clone();
+            } else {
+                s.peers.insert(
+                    peer.id.clone(),
+                    RemotePeer {
+                        info: peer.clone(),
+                        stream: None,
+                    },
+                );
+            }
         }
         self.callbacks.on_peer_joined(&peer);
         for ctx in announced(&peer.id, &peer.track_id_to_metadata) {
@@ -513,7 +540,11 @@ impl Inner {
             let Some(pc) = s.pc.as_ref().map(|p| p.pc.clone()) else {
                 return Err(JsValue::from_str("an offer arrived before peerAccepted"));
             };
-            log::info(&format!("offer: mid → track {mid_to_track_id:?}"));
+            log::info(&format!(
+                "offer {} ({} remote tracks)",
+                s.negotiation.offers_received() + 1,
+                mid_to_track_id.len()
+            ));
             // Recorded before applying: ontrack fires during setRemoteDescription.
             s.negotiation.offer_received(mid_to_track_id);
             pc
@@ -595,7 +626,7 @@ impl Inner {
                     Some((t, mid)) => {
                         negotiation.assign_uplink(&mid, &local.track.id());
                         local.mid = Some(mid);
-                        plan.push((t, local.track.clone(), local.stream.clone()));
+                        plan.push((t, Clone::clone(&local.track), Clone::clone(&local.stream)));
                     }
                     None => log::warn(&format!(
                         "the server offered no m-line for the local {kind} track"
@@ -665,7 +696,7 @@ impl Inner {
                 stream.add_track(&track);
             }
             let metadata = peer.and_then(|p| {
-                p.stream = Some(stream.clone());
+                p.stream = Some(Clone::clone(&stream));
                 p.info.track_id_to_metadata.get(&track_id).cloned()
             });
             log::info(&format!(
@@ -740,6 +771,7 @@ impl PeerConnection {
         config.set_ice_servers(&servers);
         config.set_ice_transport_policy(RtcIceTransportPolicy::All);
         let pc = RtcPeerConnection::new_with_configuration(&config)?;
+        expose_for_diagnostics(&pc);
 
         let weak = Rc::downgrade(inner);
         let on_ice_candidate = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(

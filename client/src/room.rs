@@ -81,7 +81,11 @@ struct RoomInner {
     room_name: String,
     display_name: String,
     ui: RoomUi,
-    socket: Socket,
+    socket_url: String,
+    /// Replaced once if it drops before the channel join (see `socket_lost`).
+    socket: RefCell<Socket>,
+    channel_join_sent: Cell<bool>,
+    socket_lost_early: Cell<bool>,
     endpoint: WebRtcEndpoint,
     media: MediaSource,
     local_stream: RefCell<Option<MediaStream>>,
@@ -90,6 +94,7 @@ struct RoomInner {
     join_reply: RefCell<Option<oneshot::Sender<Result<PeerId, RoomError>>>>,
     left: Cell<bool>,
     disconnect_click: RefCell<Option<ClickHandler>>,
+    sound_click: RefCell<Option<ClickHandler>>,
     on_disconnect: Option<Box<dyn Fn()>>,
 }
 
@@ -155,21 +160,10 @@ impl Room {
     /// A room from explicit options: renders the room page into `options.root` and opens the
     /// socket. Call [`join`](Self::join) next.
     pub fn with_options(options: RoomOptions) -> Result<Room, RoomError> {
-        let ws = WebSocket::new(&options.socket_url).map_err(|e| {
-            RoomError::Setup(format!(
-                "cannot open {}: {}",
-                options.socket_url,
-                log::describe(&e)
-            ))
-        })?;
+        let ws = open_socket(&options.socket_url)?;
         let ui = RoomUi::render(&options.root, &options.room_name);
         let inner = Rc::new_cyclic(|weak: &Weak<RoomInner>| {
-            let on_socket = weak.clone();
-            let socket = Socket::new(ws, move |event| {
-                if let Some(room) = on_socket.upgrade() {
-                    room.on_socket_event(event);
-                }
-            });
+            let socket = attach_socket(ws, weak.clone());
             let endpoint = WebRtcEndpoint::new(
                 EndpointConfig {
                     ice_servers: options.ice_servers,
@@ -180,7 +174,10 @@ impl Room {
                 room_name: options.room_name,
                 display_name: options.display_name,
                 ui,
-                socket,
+                socket_url: options.socket_url,
+                socket: RefCell::new(socket),
+                channel_join_sent: Cell::new(false),
+                socket_lost_early: Cell::new(false),
                 endpoint,
                 media: options.media,
                 local_stream: RefCell::default(),
@@ -189,6 +186,7 @@ impl Room {
                 join_reply: RefCell::default(),
                 left: Cell::new(false),
                 disconnect_click: RefCell::default(),
+                sound_click: RefCell::default(),
                 on_disconnect: options.on_disconnect,
             }
         });
@@ -216,9 +214,17 @@ impl Room {
         r.ui.attach_stream(&stream, LOCAL_PEER_ID);
         *r.local_stream.borrow_mut() = Some(stream);
 
+        if r.socket_lost_early.get() {
+            // The server (or a proxy) dropped the idle socket while the person was answering
+            // the camera prompt: connect again, now that there is something to say.
+            let ws = open_socket(&r.socket_url)?;
+            *r.socket.borrow_mut() = attach_socket(ws, Rc::downgrade(r));
+            r.socket_lost_early.set(false);
+        }
         let (tx, rx) = oneshot::channel();
         *r.channel_reply.borrow_mut() = Some(tx);
-        r.socket.send(&ClientMessage::ChannelJoin {
+        r.channel_join_sent.set(true);
+        r.socket.borrow().send(&ClientMessage::ChannelJoin {
             topic: topic_for_room(&r.room_name),
             protocol_version: PROTOCOL_VERSION,
         });
@@ -245,6 +251,10 @@ impl Room {
         });
         r.ui.setup_disconnect_button(Some(click.as_ref().unchecked_ref()));
         *r.disconnect_click.borrow_mut() = Some(click);
+        let ui = r.ui.clone();
+        let sound = ClickHandler::new(move |_: MouseEvent| ui.play_all_audio());
+        r.ui.setup_sound_button(Some(sound.as_ref().unchecked_ref()));
+        *r.sound_click.borrow_mut() = Some(sound);
 
         let (tx, rx) = oneshot::channel();
         *r.join_reply.borrow_mut() = Some(tx);
@@ -302,12 +312,12 @@ impl Room {
 
     /// The signaling WebSocket (diagnostics and tests).
     pub fn web_socket(&self) -> WebSocket {
-        self.inner.socket.web_socket().clone()
+        self.inner.socket.borrow().web_socket().clone()
     }
 
     /// Whether the socket's handlers are still registered (they are removed by leave).
     pub fn socket_handlers_registered(&self) -> bool {
-        self.inner.socket.has_handlers()
+        self.inner.socket.borrow().has_handlers()
     }
 }
 
@@ -324,11 +334,11 @@ impl RoomInner {
                 } else {
                     log::warn("socket error");
                 }
-                // Leave from a fresh task: this runs inside a handler that leave() drops.
+                // Act from a fresh task: this runs inside a handler that is about to be dropped.
                 let weak = Rc::downgrade(self);
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(room) = weak.upgrade() {
-                        room.disconnected();
+                        room.socket_lost();
                     }
                 });
             }
@@ -364,9 +374,16 @@ impl RoomInner {
         }
     }
 
-    /// The socket failed or closed under us: show it and leave.
-    fn disconnected(&self) {
-        if self.left.get() {
+    /// The socket failed or closed under us. Before the channel join (the person is still
+    /// answering the camera prompt) it is reopened when needed; after, the room leaves.
+    fn socket_lost(&self) {
+        if self.left.get() || self.socket_lost_early.get() {
+            return;
+        }
+        if !self.channel_join_sent.get() {
+            log::warn("socket lost before joining; reconnecting once media is ready");
+            self.socket.borrow().unregister();
+            self.socket_lost_early.set(true);
             return;
         }
         self.ui.set_error_message(Some(CONNECTION_ERROR));
@@ -380,9 +397,11 @@ impl RoomInner {
             return;
         }
         self.endpoint.leave();
-        self.socket.send(&ClientMessage::ChannelLeave {});
-        self.socket.unregister();
-        self.socket.close();
+        let socket = self.socket.borrow();
+        socket.send(&ClientMessage::ChannelLeave {});
+        socket.unregister();
+        socket.close();
+        drop(socket);
         if let Some(stream) = self.local_stream.borrow().as_ref() {
             media::stop_tracks(stream);
         }
@@ -412,11 +431,25 @@ impl RoomInner {
     }
 }
 
+fn open_socket(url: &str) -> Result<WebSocket, RoomError> {
+    WebSocket::new(url)
+        .map_err(|e| RoomError::Setup(format!("cannot open {url}: {}", log::describe(&e))))
+}
+
+fn attach_socket(ws: WebSocket, room: Weak<RoomInner>) -> Socket {
+    Socket::new(ws, move |event| {
+        if let Some(room) = room.upgrade() {
+            room.on_socket_event(event);
+        }
+    })
+}
+
 impl Drop for RoomInner {
     fn drop(&mut self) {
         // Dropped without leave(): still release the camera and the connection.
         self.leave();
         self.ui.setup_disconnect_button(None);
+        self.ui.setup_sound_button(None);
     }
 }
 
@@ -428,7 +461,9 @@ struct RoomEvents {
 impl EndpointCallbacks for RoomEvents {
     fn on_send_media_event(&self, event: ClientMediaEvent) {
         if let Some(r) = self.room.upgrade() {
-            r.socket.send(&ClientMessage::MediaEvent { data: event });
+            r.socket
+                .borrow()
+                .send(&ClientMessage::MediaEvent { data: event });
         }
     }
 

@@ -18,6 +18,7 @@ const ROOM_PAGE: &str = r#"<div id="room" class="room">
       <h1 class="room-name" data-role="room-name"></h1>
     </div>
     <div id="participants-list" class="participants" aria-live="polite"></div>
+    <button id="enable-audio" class="button button-primary" type="button" hidden>Enable sound</button>
     <button id="disconnect" class="button button-danger" type="button">Disconnect</button>
   </header>
   <div class="errors">
@@ -140,6 +141,63 @@ impl RoomUi {
                 element.set_src_object(Some(stream));
             }
         }
+        // Sound is what autoplay policies block: find out, and offer a button if so.
+        if let Some(audio) = self.audio_element(peer_id).filter(|a| !a.muted()) {
+            self.play_or_offer_button(audio);
+        }
+    }
+
+    /// Plays every remote audio element (from a click: autoplay policies then allow it).
+    pub fn play_all_audio(&self) {
+        let Some(grid) = self.find("#videos-grid") else {
+            return;
+        };
+        let Ok(list) = grid.query_selector_all("audio") else {
+            return;
+        };
+        self.show_sound_button(false);
+        for i in 0..list.length() {
+            if let Some(audio) = list
+                .item(i)
+                .and_then(|n| n.dyn_into::<HtmlMediaElement>().ok())
+            {
+                if !audio.muted() && audio.paused() {
+                    self.play_or_offer_button(audio);
+                }
+            }
+        }
+    }
+
+    /// Shows or hides `#enable-audio` (shown when the browser refused to play sound).
+    pub fn show_sound_button(&self, shown: bool) {
+        if let Some(button) = self.find_html("#enable-audio") {
+            button.set_hidden(!shown);
+        }
+    }
+
+    /// Makes `#enable-audio` call `handler` (owned by the caller); `None` detaches it.
+    pub fn setup_sound_button(&self, handler: Option<&js_sys::Function>) {
+        if let Some(button) = self.find_html("#enable-audio") {
+            button.set_onclick(handler);
+        }
+    }
+
+    fn play_or_offer_button(&self, audio: HtmlMediaElement) {
+        let Ok(playing) = audio.play() else {
+            return;
+        };
+        let ui = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = wasm_bindgen_futures::JsFuture::from(playing).await {
+                let blocked = e
+                    .dyn_ref::<web_sys::DomException>()
+                    .is_some_and(|e| e.name() == "NotAllowedError");
+                if blocked {
+                    log::warn("the browser blocked sound until the page is clicked");
+                    ui.show_sound_button(true);
+                }
+            }
+        });
     }
 
     /// Shows `message` in the error area (`None`: the tutorial's default connection error).

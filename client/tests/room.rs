@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use client::consts::{
@@ -19,7 +19,7 @@ use protocol::{
     topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, ServerMediaEvent, ServerMessage,
     MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{
     HtmlElement, HtmlVideoElement, MediaStreamTrackState, RtcIceConnectionState, RtcSignalingState,
@@ -102,6 +102,22 @@ fn media_report(viewer: &Room, peer_id: &str) -> String {
         }
     }
     if let Some(pc) = viewer.peer_connection() {
+        if let Some(remote) = pc.remote_description() {
+            let sdp = remote.sdp();
+            let lines: Vec<&str> = sdp
+                .lines()
+                .filter(|l| {
+                    l.starts_with("a=mid")
+                        || l.starts_with("a=msid")
+                        || l.contains("msid:")
+                        || l.starts_with("a=send")
+                        || l.starts_with("a=recv")
+                        || l.starts_with("a=inactive")
+                })
+                .map(|l| &l[..l.len().min(80)])
+                .collect::<Vec<_>>();
+            out += &format!(", remote sdp: {}", lines.join(" | "));
+        }
         out += &format!(", ice {:?}, transceivers:", pc.ice_connection_state());
         for t in pc.get_transceivers().iter() {
             let t: web_sys::RtcRtpTransceiver = t.dyn_into().unwrap();
@@ -417,6 +433,57 @@ async fn socket_closed_under_the_room_makes_it_leave() {
     assert_left(&r);
     assert_eq!(pc.signaling_state(), RtcSignalingState::Closed);
     assert_eq!(r.ui().error_message().as_deref(), Some(CONNECTION_ERROR));
+}
+
+#[wasm_bindgen_test]
+async fn socket_lost_during_the_camera_prompt_is_reopened() {
+    // The media promise resolves only when the test says: the person is reading the prompt.
+    let answer: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
+    let slot = answer.clone();
+    let name = unique_room("slow-prompt");
+    let r = Room::with_options(RoomOptions {
+        media: MediaSource::Custom(Box::new(move || {
+            Promise::new(&mut |resolve, _reject| *slot.borrow_mut() = Some(resolve))
+        })),
+        ..options(&name, "Joy")
+    })
+    .unwrap();
+    let outcome: Rc<RefCell<Option<Result<String, RoomError>>>> = Rc::default();
+    let (joining, sink) = (r.clone(), outcome.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        *sink.borrow_mut() = Some(joining.join().await);
+    });
+    wait_for("the camera prompt", 5_000.0, || answer.borrow().is_some()).await;
+    wait_for("the socket to open", 5_000.0, || {
+        r.web_socket().ready_state() == web_sys::WebSocket::OPEN
+    })
+    .await;
+
+    // The server's join timeout (or a proxy) drops the idle socket meanwhile.
+    r.web_socket().close().unwrap();
+    wait_for("the lost socket to be let go", 5_000.0, || {
+        !r.socket_handlers_registered()
+    })
+    .await;
+    assert!(
+        !r.has_left(),
+        "losing an idle socket before joining is not fatal"
+    );
+    assert_eq!(r.ui().error_message(), None);
+
+    let stream = MediaSource::default().get().await.unwrap();
+    let resolve = answer.borrow_mut().take().unwrap();
+    resolve.call1(&JsValue::NULL, &stream).unwrap();
+    wait_for("the join to finish", 10_000.0, || {
+        outcome.borrow().is_some()
+    })
+    .await;
+    let joined = outcome.borrow_mut().take().unwrap();
+    assert!(joined.is_ok(), "{joined:?}");
+    assert!(r.socket_handlers_registered(), "a new socket is in use");
+    wait_for("ICE to connect", 15_000.0, || ice_connected(&r)).await;
+    r.leave();
+    assert_left(&r);
 }
 
 #[wasm_bindgen_test]

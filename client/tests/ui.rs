@@ -368,3 +368,29 @@ fn landing_form_is_prefilled_from_a_room_link() {
         "Display name must not be empty."
     );
 }
+
+#[wasm_bindgen_test]
+async fn sound_button_plays_remote_audio() {
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let button: HtmlElement = by_id(&root, "enable-audio").dyn_into().unwrap();
+    assert!(button.hidden(), "no button while sound plays");
+    ui.add_video_element("p1", "P", false);
+    let stream = camera().await;
+    ui.attach_stream(&stream, "p1");
+    ui.show_sound_button(true);
+    assert!(!button.hidden());
+    let clicks = Rc::new(RefCell::new(0));
+    let counter = clicks.clone();
+    let handler = Closure::<dyn FnMut(Event)>::new(move |_: Event| *counter.borrow_mut() += 1);
+    ui.setup_sound_button(Some(handler.as_ref().unchecked_ref()));
+    button.click();
+    assert_eq!(*clicks.borrow(), 1);
+    ui.play_all_audio();
+    assert!(button.hidden(), "the button goes once sound is started");
+    common::wait_for("remote audio to play", 5_000.0, || {
+        !ui.audio_element("p1").unwrap().paused()
+    })
+    .await;
+    client::media::stop_tracks(&stream);
+}

@@ -261,6 +261,10 @@ impl Peer {
                 )
                 .await?;
             let sender = transceiver.sender().await;
+            // When the slot is later reused for another publisher's track, sequence numbers must
+            // continue where the last track left off: a jump back makes the browser drop the
+            // new packets as old ones.
+            sender.enable_seq_transformer()?;
             let slot = Slot {
                 transceiver,
                 sender: sender.clone(),

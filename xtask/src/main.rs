@@ -134,11 +134,33 @@ fn test(root: &Path) -> Result<()> {
         ]))
     })?;
     step("cargo test (host crates)", || {
-        sh(cargo().args(["test", "--workspace", "--exclude", "client"]))
+        sh(cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "client",
+            "--exclude",
+            "e2e",
+        ]))
     })?;
     step("build client (trunk, release)", || build_client(&tools))?;
     step("client tests in headless Chromium and Firefox", || {
         client_browser_tests(&tools)
+    })?;
+    step("end-to-end: people in real browsers", || {
+        // One scenario at a time: each runs several browsers, and the machine may have 2 cores.
+        sh(cargo()
+            .args([
+                "test",
+                "-p",
+                "e2e",
+                "--",
+                "--test-threads",
+                "1",
+                "--nocapture",
+            ])
+            .env("VIDEOROOM_GECKODRIVER", &tools.geckodriver)
+            .env("VIDEOROOM_CHROMEDRIVER", &tools.chromedriver))
     })?;
     eprintln!("\nAll tests passed in {:.0?}.", started.elapsed());
     Ok(())

@@ -1,0 +1,524 @@
+//! The end-to-end harness: the real server (in process, ICE on 127.0.0.1) serving the built
+//! client, and real headless Chromium and Firefox driven over WebDriver (chromedriver,
+//! geckodriver) with fake camera and microphone — used exactly as a person would: the landing
+//! form, the Join button, the Disconnect button, the page's own text and video elements.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use server::{Config, RunningServer};
+
+/// A browser we support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    /// Debian's Chromium through chromedriver.
+    Chromium,
+    /// Firefox ESR through geckodriver.
+    Firefox,
+}
+
+impl std::fmt::Display for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Browser::Chromium => "Chromium",
+            Browser::Firefox => "Firefox",
+        })
+    }
+}
+
+/// Whether the browser grants camera and microphone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// Fake devices, granted without a prompt.
+    Granted,
+    /// Permission refused.
+    Refused,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The workspace root (the built client is in `dist/` there).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// Where screenshots and other artefacts go.
+pub fn artefacts_dir() -> PathBuf {
+    workspace_root().join("target/e2e")
+}
+
+/// A WebDriver process, killed on drop.
+pub struct Driver {
+    child: Child,
+    url: String,
+    /// Which browser it drives.
+    pub browser: Browser,
+}
+
+impl Driver {
+    /// Starts chromedriver or geckodriver on a free loopback port.
+    pub async fn start(browser: Browser) -> Result<Driver> {
+        let port = free_port()?;
+        let mut cmd = match browser {
+            Browser::Chromium => {
+                let bin = std::env::var("VIDEOROOM_CHROMEDRIVER")
+                    .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+                let mut c = Command::new(bin);
+                c.arg(format!("--port={port}"));
+                c
+            }
+            Browser::Firefox => {
+                let bin = std::env::var("VIDEOROOM_GECKODRIVER").unwrap_or_else(|_| {
+                    let home = std::env::var("HOME").unwrap_or_default();
+                    format!("{home}/.cargo/bin/geckodriver")
+                });
+                let mut c = Command::new(bin);
+                c.args(["--port", &port.to_string()])
+                    .args(["--websocket-port", &free_port()?.to_string()])
+                    .env("MOZ_HEADLESS", "1");
+                c
+            }
+        };
+        // Its own process group, so that dropping the driver also ends the browsers it started,
+        // even when a test fails before closing its sessions.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if std::env::var_os("VIDEOROOM_E2E_DRIVER_LOGS").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = cmd.spawn().with_context(|| {
+            format!("starting the {browser} driver (run `cargo xtask test`, which installs it)")
+        })?;
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            browser,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("{browser} driver did not listen within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(driver)
+    }
+
+    fn capabilities(&self, media: Media) -> serde_json::Map<String, Value> {
+        let caps = match self.browser {
+            Browser::Chromium => {
+                let mut args = vec![
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    "--use-fake-device-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required",
+                    "--window-size=1280,800",
+                ];
+                args.push(match media {
+                    Media::Granted => "--use-fake-ui-for-media-stream",
+                    Media::Refused => "--use-fake-ui-for-media-stream=deny",
+                });
+                json!({
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": std::env::var("VIDEOROOM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                        "args": args,
+                    }
+                })
+            }
+            Browser::Firefox => {
+                let granted = media == Media::Granted;
+                json!({
+                    "browserName": "firefox",
+                    "moz:firefoxOptions": {
+                        "args": ["-headless", "-width=1280", "-height=800"],
+                        "prefs": {
+                            "media.navigator.streams.fake": true,
+                            "media.navigator.permission.disabled": granted,
+                            "permissions.default.camera": if granted { 1 } else { 2 },
+                            "permissions.default.microphone": if granted { 1 } else { 2 },
+                            // The test server offers only 127.0.0.1 candidates.
+                            "media.peerconnection.ice.loopback": true,
+                            "media.peerconnection.ice.obfuscate_host_addresses": false,
+                            "media.autoplay.default": 0,
+                            "media.autoplay.blocking_policy": 0,
+                            // Keep Firefox off the network.
+                            "app.update.enabled": false,
+                            "browser.shell.checkDefaultBrowser": false,
+                            "datareporting.policy.dataSubmissionEnabled": false,
+                            "network.captive-portal-service.enabled": false,
+                            "network.connectivity-service.enabled": false,
+                        }
+                    }
+                })
+            }
+        };
+        match caps {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals the process group we created.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The app under test: the real server serving the built client from `dist/`.
+pub struct App {
+    /// The running server.
+    pub server: RunningServer,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl App {
+    /// Starts the server on a free loopback port; `tweak` adjusts the configuration.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Result<App> {
+        let dist = workspace_root().join("dist");
+        if !dist.join("index.html").exists() {
+            bail!(
+                "no built client in {}: run `cargo xtask test` (or `cargo xtask build-client`)",
+                dist.display()
+            );
+        }
+        let mut config = Config::for_tests();
+        config.static_dir = dist;
+        tweak(&mut config);
+        let server = server::start(config).await?;
+        let base = format!("http://{}", server.addr);
+        Ok(App { server, base })
+    }
+}
+
+/// One person's browser: its own driver process (geckodriver serves one session only) and
+/// its own fresh profile.
+pub struct Page {
+    /// The WebDriver session.
+    pub client: Client,
+    /// Which browser.
+    pub browser: Browser,
+    /// Who, for messages.
+    pub label: String,
+    // Declared last: dropped after the session, taking any leftover browser process with it.
+    _driver: Driver,
+}
+
+/// A remote video tile's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoState {
+    /// The element id (`video-<peerId>`).
+    pub id: String,
+    /// `videoWidth`: > 0 once a frame was decoded.
+    pub width: u64,
+    /// `currentTime`.
+    pub time: f64,
+}
+
+impl Page {
+    /// Starts a browser for one person.
+    pub async fn open(browser: Browser, label: &str, media: Media) -> Result<Page> {
+        let driver = Driver::start(browser).await?;
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(driver.capabilities(media))
+            .connect(&driver.url)
+            .await
+            .map_err(|e| anyhow!("opening a {browser} session: {e}"))?;
+        Ok(Page {
+            client,
+            browser,
+            label: label.to_owned(),
+            _driver: driver,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!("{} ({})", self.label, self.browser)
+    }
+
+    /// Runs a script and returns its value.
+    pub async fn js(&self, script: &str) -> Result<Value> {
+        self.client
+            .execute(script, vec![])
+            .await
+            .with_context(|| format!("{}: running script", self.name()))
+    }
+
+    /// Polls `script` until it returns something truthy; fails naming `what`.
+    pub async fn wait_js(&self, what: &str, timeout: Duration, script: &str) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.js(script).await?;
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(_) => true,
+            };
+            if truthy {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                let url = self
+                    .client
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                let error = self.error_text().await.unwrap_or_default();
+                bail!(
+                    "{}: timed out after {timeout:?} waiting for {what} (at {url}; error area: {error:?}; participants: {:?})",
+                    self.name(),
+                    self.participants_text().await.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens the landing page, fills the form and clicks Join. Returns when the click is done.
+    pub async fn join(&self, base: &str, room: &str, display_name: &str) -> Result<Instant> {
+        self.client.goto(&format!("{base}/")).await?;
+        self.fill_and_click_join(room, display_name).await
+    }
+
+    /// Fills the landing form that is already shown, and clicks Join.
+    pub async fn fill_and_click_join(&self, room: &str, display_name: &str) -> Result<Instant> {
+        let room_input = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#room_name"))
+            .await?;
+        room_input.clear().await?;
+        room_input.send_keys(room).await?;
+        let name_input = self.client.find(Locator::Css("#display_name")).await?;
+        name_input.clear().await?;
+        name_input.send_keys(display_name).await?;
+        let join = self.client.find(Locator::Css("#join")).await?;
+        let clicked = Instant::now();
+        join.click().await?;
+        Ok(clicked)
+    }
+
+    /// Waits until the room page is up.
+    pub async fn wait_in_room(&self) -> Result<()> {
+        self.wait_js(
+            "the room page",
+            Duration::from_secs(20),
+            "return document.querySelector('#room') !== null",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The remote video tiles (every video but the local one).
+    pub async fn remote_videos(&self) -> Result<Vec<VideoState>> {
+        let v = self
+            .js("return [...document.querySelectorAll('#videos-grid video')]
+                    .filter(v => v.id !== 'video-local-peer')
+                    .map(v => [v.id, v.videoWidth, v.currentTime]);")
+            .await?;
+        let list = v.as_array().cloned().unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter_map(|e| {
+                Some(VideoState {
+                    id: e.get(0)?.as_str()?.to_owned(),
+                    width: e.get(1)?.as_u64().unwrap_or(0),
+                    time: e.get(2)?.as_f64().unwrap_or(0.0),
+                })
+            })
+            .collect())
+    }
+
+    /// Waits until exactly `n` remote videos show frames and their playback advances.
+    pub async fn wait_remote_playing(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<VideoState>> {
+        let script = format!(
+            "const v = [...document.querySelectorAll('#videos-grid video')]
+                .filter(v => v.id !== 'video-local-peer');
+             return v.length === {n} && v.every(v => v.videoWidth > 0);"
+        );
+        self.wait_js(&format!("{n} remote videos with frames"), timeout, &script)
+            .await?;
+        let first = self.remote_videos().await?;
+        // currentTime must advance: the video is playing, not frozen on one frame.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.remote_videos().await?;
+            let advancing = now.len() == n
+                && now.iter().all(|v| {
+                    first
+                        .iter()
+                        .find(|f| f.id == v.id)
+                        .is_some_and(|f| v.time > f.time)
+                });
+            if advancing {
+                return Ok(now);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: remote videos not advancing: before {first:?}, after {now:?}",
+                    self.name()
+                );
+            }
+        }
+    }
+
+    /// The participants list's text ("Participants: a, b").
+    pub async fn participants_text(&self) -> Result<String> {
+        let v = self
+            .js("const e = document.querySelector('#participants-list'); return e ? e.textContent : '';")
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the participants list names exactly these people (in any order).
+    pub async fn wait_participants(&self, names: &[&str], timeout: Duration) -> Result<()> {
+        let expected: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.participants_text().await?;
+            let mut got: Vec<String> = text
+                .trim()
+                .strip_prefix("Participants:")
+                .unwrap_or("")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            got.sort();
+            let mut want = expected.clone();
+            want.sort();
+            if got == want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: participants list is {text:?}, expected {want:?}",
+                    self.name()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The visible error text, if any.
+    pub async fn error_text(&self) -> Result<String> {
+        let v = self
+            .js("const e = document.querySelector('#videochat-error');
+                 return e && !e.hidden ? e.textContent : '';")
+            .await?;
+        Ok(v.as_str().unwrap_or_default().trim().to_owned())
+    }
+
+    /// Waits until the error area shows exactly `text`.
+    pub async fn wait_error(&self, text: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.error_text().await?;
+            if got == text {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: error area shows {got:?}, expected {text:?}",
+                    self.name()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Inbound RTP bytes per kind from the page's peer connection (via `getStats`).
+    pub async fn inbound_bytes(&self) -> Result<(u64, u64)> {
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const pc = window.videoroomPeerConnection;
+                 if (!pc) { done(null); return; }
+                 pc.getStats().then(stats => {
+                   let audio = 0, video = 0;
+                   stats.forEach(s => {
+                     if (s.type === 'inbound-rtp') {
+                       if (s.kind === 'audio') audio += s.bytesReceived || 0;
+                       if (s.kind === 'video') video += s.bytesReceived || 0;
+                     }
+                   });
+                   done([audio, video]);
+                 }, () => done(null));",
+                vec![],
+            )
+            .await?;
+        let pair = v
+            .as_array()
+            .ok_or_else(|| anyhow!("{}: no peer connection exposed for getStats", self.name()))?;
+        Ok((
+            pair.first().and_then(Value::as_u64).unwrap_or(0),
+            pair.get(1).and_then(Value::as_u64).unwrap_or(0),
+        ))
+    }
+
+    /// Clicks Disconnect.
+    pub async fn disconnect(&self) -> Result<()> {
+        self.client
+            .find(Locator::Css("#disconnect"))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// Saves a PNG screenshot.
+    pub async fn screenshot(&self, path: &std::path::Path) -> Result<()> {
+        let png = self.client.screenshot().await?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, png)?;
+        Ok(())
+    }
+
+    /// Ends the browser session (as closing the window).
+    pub async fn close(self) -> Result<()> {
+        self.client.close().await?;
+        Ok(())
+    }
+}

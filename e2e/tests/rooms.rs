@@ -1,0 +1,322 @@
+//! People using Videoroom in real browsers: every scenario in Chromium and Firefox, and in a
+//! mixed room. Each test's name says the scenario and the browser; failures say who saw what.
+//!
+//! Run through `cargo xtask test` (it builds the client and installs the browsers and drivers).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use e2e::{artefacts_dir, App, Browser, Media, Page};
+use futures_util::future::try_join_all;
+
+const MEDIA_WAIT: Duration = Duration::from_secs(30);
+const EVENT_WAIT: Duration = Duration::from_secs(5);
+
+/// A room name no other test uses.
+fn room(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{tag}-{}-{n}", std::process::id())
+}
+
+async fn open(b: Browser, label: &str) -> Result<Page> {
+    Page::open(b, label, Media::Granted).await
+}
+
+async fn close_all(pages: Vec<Page>) {
+    for p in pages {
+        let _ = p.close().await;
+    }
+}
+
+/// Scenario 1: two people see and hear each other.
+async fn two_participants(first: Browser, second: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let room = room("two");
+    let ada = open(first, "Ada").await?;
+    let bob = open(second, "Bob").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    ada.wait_in_room().await?;
+    let clicked = bob.join(&app.base, &room, "Bob").await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    println!(
+        "[{second}] Join click → first remote frame: {:?} (publisher in {first})",
+        clicked.elapsed()
+    );
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    for p in [&ada, &bob] {
+        p.wait_participants(&["Ada", "Bob"], EVENT_WAIT).await?;
+        // Inbound audio and video bytes keep rising.
+        let (a1, v1) = p.inbound_bytes().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (a2, v2) = p.inbound_bytes().await?;
+        ensure!(
+            a2 > a1 && v2 > v1,
+            "{} ({}): inbound bytes not rising: audio {a1}→{a2}, video {v1}→{v2}",
+            p.label,
+            p.browser
+        );
+        // The remote audio element carries the remote stream's audio track.
+        let has_audio = p
+            .js("return [...document.querySelectorAll('#videos-grid audio')]
+                    .filter(a => a.id !== 'audio-local-peer')
+                    .some(a => a.srcObject && a.srcObject.getAudioTracks().length > 0);")
+            .await?;
+        ensure!(
+            has_audio == true,
+            "{} ({}): no remote audio track attached",
+            p.label,
+            p.browser
+        );
+    }
+    close_all(vec![ada, bob]).await;
+    app.server.shutdown().await
+}
+
+async fn two_same(b: Browser) -> Result<()> {
+    two_participants(b, b).await
+}
+
+/// Scenario 2: four people join at nearly the same time.
+async fn four_at_once(browser: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let room = room("four");
+    let names = ["Ada", "Bob", "Cy", "Dee"];
+    let mut pages = Vec::new();
+    for n in names {
+        let p = open(browser, n).await?;
+        p.client.goto(&format!("{}/", app.base)).await?;
+        pages.push(p);
+    }
+    try_join_all(
+        pages
+            .iter()
+            .zip(names)
+            .map(|(p, n)| p.fill_and_click_join(&room, n)),
+    )
+    .await?;
+    for p in &pages {
+        p.wait_remote_playing(3, MEDIA_WAIT).await?;
+        p.wait_participants(&names, EVENT_WAIT).await?;
+    }
+    close_all(pages).await;
+    app.server.shutdown().await
+}
+
+/// Scenario 3: one leaves with Disconnect, one closes the tab, the leaver rejoins.
+async fn leave_close_rejoin(browser: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let room = room("leave");
+    let ada = open(browser, "Ada").await?;
+    let bob = open(browser, "Bob").await?;
+    let cy = open(browser, "Cy").await?;
+    for (p, n) in [(&ada, "Ada"), (&bob, "Bob"), (&cy, "Cy")] {
+        p.join(&app.base, &room, n).await?;
+    }
+    for p in [&ada, &bob, &cy] {
+        p.wait_remote_playing(2, MEDIA_WAIT).await?;
+    }
+    let shot = artefacts_dir().join(format!(
+        "room-3-people-{}.png",
+        browser.to_string().to_lowercase()
+    ));
+    ada.screenshot(&shot).await?;
+    println!(
+        "[{browser}] screenshot of a 3-person room: {}",
+        shot.display()
+    );
+
+    // Bob leaves with the button: back on the landing page; the others update within 5 s.
+    bob.disconnect().await?;
+    bob.wait_js(
+        "the landing form after Disconnect",
+        EVENT_WAIT,
+        "return document.querySelector('#room_name') !== null && document.querySelector('#room') === null",
+    )
+    .await?;
+    for p in [&ada, &cy] {
+        p.wait_participants(&["Ada", "Cy"], EVENT_WAIT).await?;
+        p.wait_js(
+            "one remote tile after Bob left",
+            EVENT_WAIT,
+            "return document.querySelectorAll('#videos-grid video:not(#video-local-peer)').length === 1",
+        )
+        .await?;
+    }
+
+    // Cy closes the tab abruptly.
+    cy.close().await?;
+    ada.wait_participants(&["Ada"], EVENT_WAIT).await?;
+    ada.wait_js(
+        "no remote tile after Cy closed the tab",
+        EVENT_WAIT,
+        "return document.querySelectorAll('#videos-grid video:not(#video-local-peer)').length === 0",
+    )
+    .await?;
+
+    // Bob rejoins from the landing form he was returned to.
+    let prefilled = bob
+        .js("return document.querySelector('#room_name').value")
+        .await?;
+    ensure!(
+        prefilled == room.as_str(),
+        "[{browser}] room name not kept after Disconnect: {prefilled}"
+    );
+    bob.fill_and_click_join(&room, "Bob").await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.wait_participants(&["Ada", "Bob"], EVENT_WAIT).await?;
+    close_all(vec![ada, bob]).await;
+    app.server.shutdown().await
+}
+
+/// Scenario 4: camera and microphone refused.
+async fn media_refused(browser: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let page = Page::open(browser, "Ada", Media::Refused).await?;
+    page.join(&app.base, &room("refused"), "Ada").await?;
+    page.wait_error(
+        "Failed to setup video room, make sure to grant camera and microphone permissions",
+        Duration::from_secs(20),
+    )
+    .await?;
+    // Give a join every chance to (wrongly) happen, then check nobody joined.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let census = app.server.state.rooms.census();
+    ensure!(
+        census.peers == 0,
+        "[{browser}] a join happened after media was refused: {census:?}"
+    );
+    page.close().await?;
+    app.server.shutdown().await
+}
+
+/// Scenario 5: the room is full.
+async fn room_full(browser: Browser) -> Result<()> {
+    let app = App::start(|c| c.max_peers_per_room = 2).await?;
+    let room = room("full");
+    let ada = open(browser, "Ada").await?;
+    let bob = open(browser, "Bob").await?;
+    let cy = open(browser, "Cy").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    ada.wait_in_room().await?;
+    bob.join(&app.base, &room, "Bob").await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    cy.join(&app.base, &room, "Cy").await?;
+    cy.wait_error("Peer denied.", Duration::from_secs(20))
+        .await?;
+    ada.wait_participants(&["Ada", "Bob"], EVENT_WAIT).await?;
+    close_all(vec![ada, bob, cy]).await;
+    app.server.shutdown().await
+}
+
+/// Scenario 6: the server restarts while people are in the room.
+async fn server_restart(browser: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let addr = app.server.addr;
+    let room = room("restart");
+    let ada = open(browser, "Ada").await?;
+    let bob = open(browser, "Bob").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    bob.join(&app.base, &room, "Bob").await?;
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    app.server.shutdown().await?;
+    for p in [&ada, &bob] {
+        let shown = p
+            .wait_js(
+                "an error state after the server went away",
+                Duration::from_secs(10),
+                "const e = document.querySelector('#videochat-error'); return e && !e.hidden && e.textContent.trim();",
+            )
+            .await?;
+        println!("[{browser}] {} sees: {shown}", p.label);
+    }
+    // The server is back: reloading brings each person to a ready form, and they meet again.
+    let app = App::start(|c| c.bind = addr).await?;
+    for (p, n) in [(&ada, "Ada"), (&bob, "Bob")] {
+        p.client.refresh().await?;
+        p.fill_and_click_join(&room, n).await?;
+    }
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    close_all(vec![ada, bob]).await;
+    app.server.shutdown().await
+}
+
+/// Scenario 7: a display name with HTML in it is shown as text.
+async fn html_name_is_text(browser: Browser) -> Result<()> {
+    let app = App::start(|_| {}).await?;
+    let room = room("html");
+    let evil = r#"<b>Eve</b><img src=x onerror="window.pwned=1">"#;
+    let ada = open(browser, "Ada").await?;
+    let eve = open(browser, "Eve").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    ada.wait_in_room().await?;
+    eve.join(&app.base, &room, evil).await?;
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.wait_participants(&["Ada", evil], EVENT_WAIT).await?;
+    let injected = ada
+        .js("return window.pwned === 1
+                || document.querySelector('#participants-list img, #videos-grid img') !== null
+                || [...document.querySelectorAll('#participants-list b, #videos-grid b')]
+                    .some(b => b.textContent === 'Eve')")
+        .await?;
+    ensure!(
+        injected == false,
+        "[{browser}] the display name was rendered as HTML"
+    );
+    let tile_text = ada
+        .js("return document.querySelector('#videos-grid').textContent")
+        .await?;
+    ensure!(
+        tile_text.as_str().is_some_and(|t| t.contains(evil)),
+        "[{browser}] the name under the tile is not the literal text: {tile_text}"
+    );
+    close_all(vec![ada, eve]).await;
+    app.server.shutdown().await
+}
+
+macro_rules! in_each_browser {
+    ($($name:ident => $scenario:ident;)*) => {
+        mod chromium {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> Result<()> {
+                let b = Browser::Chromium;
+                $scenario(b).await
+            })*
+        }
+        mod firefox {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> Result<()> {
+                let b = Browser::Firefox;
+                $scenario(b).await
+            })*
+        }
+    };
+}
+
+in_each_browser! {
+    s1_two_participants => two_same;
+    s2_four_join_at_once => four_at_once;
+    s3_leave_close_and_rejoin => leave_close_rejoin;
+    s4_media_refused => media_refused;
+    s5_room_full => room_full;
+    s6_server_restart => server_restart;
+    s7_html_name_is_text => html_name_is_text;
+}
+
+mod mixed {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s1_chromium_then_firefox() -> Result<()> {
+        two_participants(Browser::Chromium, Browser::Firefox).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s1_firefox_then_chromium() -> Result<()> {
+        two_participants(Browser::Firefox, Browser::Chromium).await
+    }
+}
