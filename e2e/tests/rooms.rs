@@ -79,12 +79,16 @@ async fn two_same(b: Browser) -> Result<()> {
 
 /// Scenario 2: four people join at nearly the same time.
 async fn four_at_once(browser: Browser) -> Result<()> {
+    four_at_once_in([browser; 4]).await
+}
+
+async fn four_at_once_in(browsers: [Browser; 4]) -> Result<()> {
     let app = App::start(|_| {}).await?;
     let room = room("four");
     let names = ["Ada", "Bob", "Cy", "Dee"];
     let mut pages = Vec::new();
-    for n in names {
-        let p = open(browser, n).await?;
+    for (n, b) in names.into_iter().zip(browsers) {
+        let p = open(b, n).await?;
         p.client.goto(&format!("{}/", app.base)).await?;
         pages.push(p);
     }
@@ -105,21 +109,29 @@ async fn four_at_once(browser: Browser) -> Result<()> {
 
 /// Scenario 3: one leaves with Disconnect, one closes the tab, the leaver rejoins.
 async fn leave_close_rejoin(browser: Browser) -> Result<()> {
+    leave_close_rejoin_in([browser; 3]).await
+}
+
+async fn leave_close_rejoin_in(browsers: [Browser; 3]) -> Result<()> {
+    let browser = browsers[0];
     let app = App::start(|_| {}).await?;
     let room = room("leave");
-    let ada = open(browser, "Ada").await?;
-    let bob = open(browser, "Bob").await?;
-    let cy = open(browser, "Cy").await?;
+    let ada = open(browsers[0], "Ada").await?;
+    let bob = open(browsers[1], "Bob").await?;
+    let cy = open(browsers[2], "Cy").await?;
     for (p, n) in [(&ada, "Ada"), (&bob, "Bob"), (&cy, "Cy")] {
         p.join(&app.base, &room, n).await?;
     }
     for p in [&ada, &bob, &cy] {
         p.wait_remote_playing(2, MEDIA_WAIT).await?;
     }
-    let shot = artefacts_dir().join(format!(
-        "room-3-people-{}.png",
+    let kind = if browsers.iter().all(|b| *b == browser) {
         browser.to_string().to_lowercase()
-    ));
+    } else {
+        "mixed".to_owned()
+    };
+    let shot = artefacts_dir().join(format!("room-3-people-{kind}.png"));
+
     ada.screenshot(&shot).await?;
     println!(
         "[{browser}] screenshot of a 3-person room: {}",
@@ -276,12 +288,21 @@ async fn html_name_is_text(browser: Browser) -> Result<()> {
     app.server.shutdown().await
 }
 
+/// Scenarios run one at a time whatever the test runner's threads: each already runs several
+/// browsers, and CI has two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() -> Result<()> {
+                let _one = one_at_a_time().await;
                 let b = Browser::Chromium;
                 $scenario(b).await
             })*
@@ -290,6 +311,7 @@ macro_rules! in_each_browser {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() -> Result<()> {
+                let _one = one_at_a_time().await;
                 let b = Browser::Firefox;
                 $scenario(b).await
             })*
@@ -312,11 +334,27 @@ mod mixed {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn s1_chromium_then_firefox() -> Result<()> {
+        let _one = one_at_a_time().await;
         two_participants(Browser::Chromium, Browser::Firefox).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn s1_firefox_then_chromium() -> Result<()> {
+        let _one = one_at_a_time().await;
         two_participants(Browser::Firefox, Browser::Chromium).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s2_two_chromium_two_firefox_join_at_once() -> Result<()> {
+        let _one = one_at_a_time().await;
+        use Browser::{Chromium as C, Firefox as F};
+        four_at_once_in([C, F, C, F]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_firefox_leaves_chromium_closes() -> Result<()> {
+        let _one = one_at_a_time().await;
+        use Browser::{Chromium as C, Firefox as F};
+        leave_close_rejoin_in([C, F, C]).await
     }
 }

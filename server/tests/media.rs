@@ -53,9 +53,13 @@ async fn two_peers_exchange_audio_and_video() {
     // Each sees the other in the list, with both tracks announced.
     let st = a.state();
     assert_eq!(st.peers.get(&b.id).map(String::as_str), Some("Bob"));
-    let st = b.state();
+    let st = b
+        .wait_for("both of Ada's tracks announced", WAIT, |s| {
+            s.tracks.values().filter(|(p, _)| *p == a.id).count() == 2
+        })
+        .await
+        .unwrap();
     assert_eq!(st.peers.get(&a.id).map(String::as_str), Some("Ada"));
-    assert_eq!(st.tracks.values().filter(|(p, _)| *p == a.id).count(), 2);
 
     // The newcomer needs a keyframe: the server asked Ada's publisher for one.
     a.wait_for("a keyframe request for Bob", WAIT, |s| {
