@@ -54,6 +54,17 @@ pub struct Config {
     #[arg(long, env = "VIDEOROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Seconds of silence (no message, no pong) after which a client in a room counts as gone
+    /// even if its TCP connection looks open; the server pings every third of it.
+    #[arg(long, env = "VIDEOROOM_KEEPALIVE_SECS", default_value_t = 9,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+
+    /// Seconds a participant's media connection (ICE + DTLS) may take to come up.
+    #[arg(long, env = "VIDEOROOM_ICE_CONNECT_TIMEOUT_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ice_connect_timeout_secs: u64,
+
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
@@ -73,7 +84,24 @@ impl Config {
             max_peers: 512,
             join_timeout_secs: 10,
             allowed_origins: Vec::new(),
+            keepalive_secs: 9,
+            ice_connect_timeout_secs: 20,
         }
+    }
+
+    /// Silence after which a client in a room is gone.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs)
+    }
+
+    /// How often the server pings: three pings fit in the keepalive window.
+    pub fn ping_interval(&self) -> Duration {
+        self.keepalive() / 3
+    }
+
+    /// How long ICE and DTLS may take.
+    pub fn ice_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.ice_connect_timeout_secs)
     }
 
     /// How long a fresh connection may take to join.

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument, Span};
-use webrtc::api::API;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -33,11 +32,10 @@ use webrtc::track::track_remote::TrackRemote;
 use crate::forwarder::{self, MediaStats, PublishedTrack};
 use crate::room::Room;
 use crate::signaling::Outbox;
+use crate::AppState;
 
 /// How long the client may take to answer an offer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long ICE may take to connect after the first offer.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Something the `webrtc` callbacks report; they only ever send these, never touch the peer.
 pub enum RtcEvent {
@@ -62,7 +60,7 @@ pub enum PeerError {
     #[error("no answer to the offer within {}s", ANSWER_TIMEOUT.as_secs())]
     AnswerTimeout,
     /// ICE never connected.
-    #[error("media connection not established within {}s", CONNECT_TIMEOUT.as_secs())]
+    #[error("media connection not established in time")]
     ConnectTimeout,
     /// ICE failed or the connection was closed.
     #[error("media connection {0}")]
@@ -125,21 +123,26 @@ pub struct Peer {
     uplink_metadata: HashMap<String, TrackMetadata>,
     published: Vec<Arc<PublishedTrack>>,
     connected: bool,
+    connect_timeout: Duration,
     connect_deadline: Option<Instant>,
 }
 
 impl Peer {
     /// Creates the peer connection, ready to receive the client's audio and video.
     pub async fn new(
-        api: &API,
+        app: &AppState,
         id: PeerId,
         room: Arc<Room>,
         out: Outbox,
-        stats: Arc<MediaStats>,
         tasks: CancellationToken,
         span: Span,
     ) -> Result<(Self, mpsc::UnboundedReceiver<RtcEvent>), PeerError> {
-        let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
+        let pc = Arc::new(
+            app.rtc
+                .api
+                .new_peer_connection(RTCConfiguration::default())
+                .await?,
+        );
         for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
             pc.add_transceiver_from_kind(
                 kind,
@@ -177,7 +180,7 @@ impl Peer {
             room,
             pc,
             out,
-            stats,
+            stats: app.stats.clone(),
             span,
             tasks,
             negotiation: Negotiation::default(),
@@ -186,6 +189,7 @@ impl Peer {
             uplink_metadata: HashMap::new(),
             published: Vec::new(),
             connected: false,
+            connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
         };
         Ok((peer, rx))
@@ -196,7 +200,7 @@ impl Peer {
         for track in existing {
             self.bind(track).await?;
         }
-        self.connect_deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+        self.connect_deadline = Some(Instant::now() + self.connect_timeout);
         self.negotiate().await
     }
 

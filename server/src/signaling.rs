@@ -31,10 +31,6 @@ use crate::AppState;
 const OUTBOX_CAPACITY: usize = 256;
 /// Room commands queued for one peer before it counts as too slow.
 const COMMAND_CAPACITY: usize = 256;
-/// The server pings this often; browsers answer on their own.
-pub const PING_INTERVAL: Duration = Duration::from_secs(3);
-/// A client silent for this long (no frame, no pong) is gone.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(9);
 /// How long a closing connection may take to finish the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Consecutive refused frames before the connection is closed.
@@ -212,7 +208,7 @@ impl Session {
         loop {
             let next = tokio::select! {
                 _ = self.kill.cancelled() => return Inbound::Ended(self.killed()),
-                _ = sleep_until(self.last_seen + IDLE_TIMEOUT), if self.police_idle => return Inbound::Ended(End::Idle),
+                _ = sleep_until(self.last_seen + self.app.config.keepalive()), if self.police_idle => return Inbound::Ended(End::Idle),
                 next = self.stream.next() => next,
             };
             self.last_seen = Instant::now();
@@ -283,7 +279,7 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
     let (sink, stream) = socket.split();
     let kill = app.shutdown.child_token();
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let writer = tokio::spawn(write_loop(sink, rx));
+    let writer = tokio::spawn(write_loop(sink, rx, app.config.ping_interval()));
     let mut session = Session {
         app,
         stream,
@@ -324,8 +320,13 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
     writer.abort();
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    ping_interval: Duration,
+) {
+    // Browsers answer pings on their own; the pongs keep `last_seen` fresh.
+    let mut ping = tokio::time::interval(ping_interval);
     ping.tick().await;
     loop {
         let frame = tokio::select! {
@@ -502,11 +503,10 @@ async fn in_room(
 ) -> Option<End> {
     let tasks = peer_kill.child_token();
     let created = Peer::new(
-        &s.app.rtc.api,
+        &s.app,
         id,
         room.clone(),
         s.out.clone(),
-        s.app.stats.clone(),
         tasks,
         tracing::Span::current(),
     )

@@ -52,6 +52,9 @@ pub struct PeerOptions {
     pub video_payload_bytes: usize,
     /// Address the peer gathers ICE candidates on.
     pub ice_ip: IpAddr,
+    /// Exchange ICE candidates. `false` makes a peer whose media can never connect (for
+    /// tests of the server's connect timeout): no candidates sent, received or in the answer.
+    pub ice: bool,
 }
 
 impl Default for PeerOptions {
@@ -62,6 +65,7 @@ impl Default for PeerOptions {
             video_packets_per_second: 100,
             video_payload_bytes: 1000,
             ice_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ice: true,
         }
     }
 }
@@ -322,7 +326,11 @@ impl TestPeer {
             Box::pin(async {})
         }));
         let cand_out = out.clone();
+        let trickle = options.ice;
         pc.on_ice_candidate(Box::new(move |c| {
+            if !trickle {
+                return Box::pin(async {});
+            }
             if let Some(init) = c.and_then(|c| c.to_json().ok()) {
                 let msg = ClientMessage::MediaEvent {
                     data: ClientMediaEvent::Candidate(IceCandidate {
@@ -351,6 +359,7 @@ impl TestPeer {
             Arc::downgrade(&pc),
             state_tx.clone(),
             track_meta,
+            options.ice,
         )));
         if let Some(sender) = video_sender {
             tasks.push(tokio::spawn(count_keyframe_requests(
@@ -476,6 +485,7 @@ async fn signal_loop(
     pc: std::sync::Weak<RTCPeerConnection>,
     state: Arc<watch::Sender<PeerState>>,
     track_meta: BTreeMap<String, TrackMetadata>,
+    ice: bool,
 ) {
     let mut uplink_mids: BTreeMap<String, String> = BTreeMap::new();
     while let Some(frame) = stream.next().await {
@@ -514,6 +524,12 @@ async fn signal_loop(
                 mid_to_track_id,
             } => {
                 state.send_modify(|s| s.mid_to_track = mid_to_track_id.clone());
+                let mut sdp_offer = sdp_offer;
+                if !ice {
+                    // The offer may carry the server's candidates already; ignore them too.
+                    sdp_offer.sdp =
+                        strip_sdp_lines(&sdp_offer.sdp, &["a=candidate", "a=end-of-candidates"]);
+                }
                 let reply = answer(
                     &pc,
                     sdp_offer,
@@ -521,7 +537,14 @@ async fn signal_loop(
                     &track_meta,
                     &mut uplink_mids,
                 )
-                .await;
+                .await
+                .map(|reply| {
+                    if ice {
+                        reply
+                    } else {
+                        without_candidates(reply)
+                    }
+                });
                 match reply {
                     Ok(reply) => {
                         state.send_modify(|s| s.offers += 1);
@@ -530,6 +553,7 @@ async fn signal_loop(
                     Err(e) => state.send_modify(|s| s.errors.push(format!("answering: {e:#}"))),
                 }
             }
+            ServerMediaEvent::Candidate(_) if !ice => {}
             ServerMediaEvent::Candidate(c) => {
                 let init = RTCIceCandidateInit {
                     candidate: c.candidate,
@@ -585,6 +609,38 @@ async fn signal_loop(
             s.closed = Some((0, "socket ended".into()));
         }
     });
+}
+
+/// The answer with every ICE candidate line removed.
+fn without_candidates(msg: ClientMessage) -> ClientMessage {
+    match msg {
+        ClientMessage::MediaEvent {
+            data:
+                ClientMediaEvent::SdpAnswer {
+                    mut sdp_answer,
+                    track_id_to_track_metadata,
+                    mid_to_track_id,
+                },
+        } => {
+            sdp_answer.sdp =
+                strip_sdp_lines(&sdp_answer.sdp, &["a=candidate", "a=end-of-candidates"]);
+            ClientMessage::MediaEvent {
+                data: ClientMediaEvent::SdpAnswer {
+                    sdp_answer,
+                    track_id_to_track_metadata,
+                    mid_to_track_id,
+                },
+            }
+        }
+        other => other,
+    }
+}
+
+/// `sdp` without the lines starting with any of `prefixes` (for malformed-SDP tests too).
+pub fn strip_sdp_lines(sdp: &str, prefixes: &[&str]) -> String {
+    sdp.split_inclusive("\r\n")
+        .filter(|l| !prefixes.iter().any(|p| l.starts_with(p)))
+        .collect()
 }
 
 async fn answer(
