@@ -10,7 +10,7 @@ use crate::landing::{remembered_display_name, LandingPage, Prefill};
 use crate::log;
 use crate::room::Room;
 use crate::room_ui::RoomUi;
-use crate::routing::{route, Route};
+use crate::routing::{room_from_path, route, Route};
 
 /// What the page shows; it owns the handlers attached to the page.
 enum Page {
@@ -36,6 +36,20 @@ pub fn start() {
     };
     let location = window.location();
     let pathname = location.pathname().unwrap_or_default();
+    // A shared link's join token moves into session storage before anything else reads the URL.
+    if let (Some(room), Ok(href)) = (room_from_path(&pathname), location.href()) {
+        if let Ok(url) = web_sys::Url::new(&href) {
+            if crate::access::stash_from_url(&url, &room) {
+                if let Ok(history) = window.history() {
+                    let _ = history.replace_state_with_url(
+                        &wasm_bindgen::JsValue::NULL,
+                        "",
+                        Some(&url.href()),
+                    );
+                }
+            }
+        }
+    }
     let display_name = location
         .search()
         .ok()

@@ -60,3 +60,9 @@ pub const MEDIA_CONSTRAINTS: MediaConstraints = MediaConstraints {
         device_id: None,
     }),
 };
+
+/// The query parameter a shared link carries a join token in.
+pub const TOKEN_PARAM: &str = "token";
+
+/// Session-storage key prefix for a room's join token.
+pub const TOKEN_STORAGE_PREFIX: &str = "videoroom-token:";

@@ -7,6 +7,7 @@
 //! - [`endpoint`] is the tutorial's `MembraneWebRTC`: the `RTCPeerConnection`, answering the
 //!   server's offers, ICE both ways, and the media-event callbacks; [`negotiation`] its pure
 //!   bookkeeping (which mid carries what);
+//! - [`access`] keeps a shared link's join token for its room;
 //! - [`socket`] owns the WebSocket and its handlers; [`media`] gets the camera and microphone;
 //! - [`room_ui`] holds the DOM helpers; [`consts`] the tutorial's constants; [`routing`] parses URLs.
 //!
@@ -17,6 +18,8 @@ pub mod form;
 pub mod negotiation;
 pub mod routing;
 
+#[cfg(target_arch = "wasm32")]
+pub mod access;
 #[cfg(target_arch = "wasm32")]
 pub mod app;
 #[cfg(target_arch = "wasm32")]

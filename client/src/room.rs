@@ -66,6 +66,8 @@ pub struct RoomOptions {
     pub ice_servers: Vec<IceServer>,
     /// Runs after Disconnect has left the room (the page goes back to the form).
     pub on_disconnect: Option<Box<dyn Fn()>>,
+    /// The join token, for servers that require one.
+    pub join_token: Option<String>,
 }
 
 /// The Disconnect button's click handler, owned by the room.
@@ -80,6 +82,7 @@ pub struct Room {
 struct RoomInner {
     room_name: String,
     display_name: String,
+    join_token: Option<String>,
     ui: RoomUi,
     socket_url: String,
     /// Replaced once if it drops before the channel join (see `socket_lost`).
@@ -125,8 +128,10 @@ impl Room {
             )
         })?;
 
-        // The name stays out of the address bar, history and shared links.
+        // The name (and a join token) stay out of the address bar, history and shared links.
         url.search_params().delete(DISPLAY_NAME_PARAM);
+        crate::access::stash_from_url(&url, &request.room_name);
+        let join_token = crate::access::token_for(&request.room_name);
         if let Ok(history) = window.history() {
             let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&url.href()));
         }
@@ -154,6 +159,7 @@ impl Room {
                     let _ = w.location().replace(&back);
                 }
             })),
+            join_token,
         })
     }
 
@@ -173,6 +179,7 @@ impl Room {
             RoomInner {
                 room_name: options.room_name,
                 display_name: options.display_name,
+                join_token: options.join_token,
                 ui,
                 socket_url: options.socket_url,
                 socket: RefCell::new(socket),
@@ -227,6 +234,7 @@ impl Room {
         r.socket.borrow().send(&ClientMessage::ChannelJoin {
             topic: topic_for_room(&r.room_name),
             protocol_version: PROTOCOL_VERSION,
+            token: r.join_token.clone(),
         });
         let reply = rx.await.unwrap_or(Err(RoomError::Left));
         if let Err(RoomError::ChannelJoin(reason)) = &reply {

@@ -36,6 +36,7 @@ fn options(room: &str, name: &str) -> RoomOptions {
         media: MediaSource::default(),
         ice_servers: Vec::new(),
         on_disconnect: None,
+        join_token: None,
     }
 }
 
@@ -363,6 +364,7 @@ async fn placeholder(room: &str, n: usize) -> RawPeer {
     peer.send(&ClientMessage::ChannelJoin {
         topic: topic_for_room(room),
         protocol_version: PROTOCOL_VERSION,
+        token: None,
     });
     peer.expect("channelJoined", |m| {
         matches!(m, ServerMessage::ChannelJoined { .. }).then_some(())
@@ -507,6 +509,7 @@ async fn disconnect_button_leaves_and_goes_back() {
     let flag = went_back.clone();
     let r = Room::with_options(RoomOptions {
         on_disconnect: Some(Box::new(move || flag.set(true))),
+        join_token: None,
         ..options(&name, "Ivy")
     })
     .unwrap();

@@ -296,6 +296,50 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().await
 }
 
+/// Scenario 8: a locked server: a shared link with a join token lets people in; without one
+/// the page says why.
+async fn join_with_a_token_link(browser: Browser) -> Result<()> {
+    const SECRET: &str = "an e2e secret that is long enough";
+    let app = App::start(|c| c.join_token_secret = Some(SECRET.into())).await?;
+    let room = room("locked");
+    let key = server::access::TokenKey::new(SECRET).map_err(anyhow::Error::msg)?;
+    let token = key.mint(&room, server::access::now_unix() + 600);
+    let ada = open(browser, "Ada").await?;
+    let bob = open(browser, "Bob").await?;
+    let eve = open(browser, "Eve").await?;
+    // The link brings each person to the form for that room; the token is kept out of sight.
+    for (p, n) in [(&ada, "Ada"), (&bob, "Bob")] {
+        p.client
+            .goto(&format!("{}/room/{room}?token={token}", app.base))
+            .await?;
+        let url = p.client.current_url().await?;
+        ensure!(
+            !url.as_str().contains("token"),
+            "[{browser}] the token stayed in the address bar: {url}"
+        );
+        p.fill_and_click_join(&room, n).await?;
+    }
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    eve.join(&app.base, &room, "Eve").await?;
+    let shown = eve
+        .wait_js(
+            "a refusal without a token",
+            Duration::from_secs(20),
+            "const e = document.querySelector('#videochat-error'); return e && !e.hidden && e.textContent.trim();",
+        )
+        .await?;
+    ensure!(
+        shown
+            .as_str()
+            .is_some_and(|t| t.contains("requires a join token")),
+        "[{browser}] Eve sees {shown}"
+    );
+    ada.wait_participants(&["Ada", "Bob"], EVENT_WAIT).await?;
+    close_all(vec![ada, bob, eve]).await;
+    app.server.shutdown().await
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
@@ -327,6 +371,7 @@ in_each_browser! {
     s5_room_full => room_full;
     s6_server_restart => server_restart;
     s7_html_name_is_text => html_name_is_text;
+    s8_join_with_a_token_link => join_with_a_token_link;
 }
 
 mod mixed {

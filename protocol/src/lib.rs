@@ -47,6 +47,9 @@ pub enum ClientMessage {
         topic: String,
         /// Must equal [`PROTOCOL_VERSION`].
         protocol_version: u32,
+        /// A signed join token, when the server requires one (`--join-token-secret`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// A media event for the room's engine.
     MediaEvent {

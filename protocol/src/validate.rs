@@ -143,7 +143,12 @@ impl ClientMessage {
     /// Checks every bound of this message.
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
-            ClientMessage::ChannelJoin { topic, .. } => id("topic", topic),
+            ClientMessage::ChannelJoin { topic, token, .. } => {
+                id("topic", topic)?;
+                token
+                    .as_deref()
+                    .map_or(Ok(()), |t| max_bytes("token", t, MAX_TEXT_BYTES))
+            }
             ClientMessage::MediaEvent { data } => data.validate(),
             ClientMessage::ChannelLeave {} => Ok(()),
         }

@@ -42,6 +42,15 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
             ClientMessage::ChannelJoin {
                 topic: "room:standup".into(),
                 protocol_version: PROTOCOL_VERSION,
+                token: None,
+            },
+        ),
+        (
+            "client_channel_join_with_token",
+            ClientMessage::ChannelJoin {
+                topic: "room:standup".into(),
+                protocol_version: PROTOCOL_VERSION,
+                token: Some("eyJyb29tIjoic3RhbmR1cCJ9.c2ln".into()),
             },
         ),
         ("client_channel_leave", ClientMessage::ChannelLeave {}),

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Videoroom: a browser video room and its Selective Forwarding Unit.
+/// The server's settings (flattened into the binary's command line).
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
 pub struct Config {
     /// HTTP + WebSocket listen address.
     #[arg(long, env = "VIDEOROOM_BIND", default_value = "127.0.0.1:4000")]
@@ -65,6 +64,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ice_connect_timeout_secs: u64,
 
+    /// Require a signed join token (see `mint-token`) for every room; at least 16 bytes.
+    #[arg(long, env = "VIDEOROOM_JOIN_TOKEN_SECRET", hide_env_values = true)]
+    pub join_token_secret: Option<String>,
+
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
@@ -86,6 +89,7 @@ impl Config {
             allowed_origins: Vec::new(),
             keepalive_secs: 9,
             ice_connect_timeout_secs: 20,
+            join_token_secret: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! → [`rooms`] / [`room`] membership → [`peer`] one peer connection per participant →
 //! [`forwarder`] RTP from a publisher to its subscribers.
 
+pub mod access;
 pub mod config;
 pub mod forwarder;
 pub mod peer;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every live WebSocket session.
     pub sessions: TaskTracker,
+    /// The join-token key, when rooms require tokens.
+    pub tokens: Option<access::TokenKey>,
 }
 
 /// The HTTP routes: `/socket`, `/healthz`, the client at `/` and `/room/<name>`.
@@ -125,6 +128,12 @@ impl RunningServer {
 
 /// Binds and starts serving; returns once the server accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let tokens = config
+        .join_token_secret
+        .as_deref()
+        .map(access::TokenKey::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let rtc = rtc::build(&config).await?;
     if let Some(udp) = rtc.udp_addr {
         info!(%udp, "media port");
@@ -146,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         stats: Arc::new(MediaStats::default()),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
+        tokens,
     });
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();

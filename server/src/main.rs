@@ -1,7 +1,29 @@
 //! `videoroom-server`: the whole app in one process.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use server::Config;
+
+/// Videoroom: a browser video room and its Selective Forwarding Unit.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a join token for a room (needs --join-token-secret), then exit.
+    MintToken {
+        /// The room the token admits to.
+        room: String,
+        /// How long the token stays valid.
+        #[arg(long, default_value_t = 24 * 3600)]
+        valid_for_secs: u64,
+    },
+}
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -11,7 +33,24 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::new("info,webrtc=warn,webrtc_ice=warn,webrtc_srtp=warn,webrtc_dtls=warn")
         }))
         .init();
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::MintToken {
+        room,
+        valid_for_secs,
+    }) = command
+    {
+        protocol::validate_room_name(&room)?;
+        let secret = config
+            .join_token_secret
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("mint-token needs --join-token-secret"))?;
+        let key = server::access::TokenKey::new(secret).map_err(anyhow::Error::msg)?;
+        println!(
+            "{}",
+            key.mint(&room, server::access::now_unix() + valid_for_secs)
+        );
+        return Ok(());
+    }
     let server = server::start(config).await?;
     println!("Videoroom is running at http://{}", server.addr);
     let state = server.state.clone();

@@ -360,7 +360,8 @@ async fn converse(s: &mut Session) -> End {
             Inbound::Message(ClientMessage::ChannelJoin {
                 topic,
                 protocol_version,
-            }) => match channel_join(&topic, protocol_version) {
+                token,
+            }) => match channel_join(&topic, protocol_version, token.as_deref(), &s.app) {
                 Ok(room) => {
                     s.out.send(ServerMessage::ChannelJoined {
                         topic,
@@ -468,7 +469,12 @@ impl Session {
     }
 }
 
-fn channel_join(topic: &str, version: u32) -> Result<String, String> {
+fn channel_join(
+    topic: &str,
+    version: u32,
+    token: Option<&str>,
+    app: &AppState,
+) -> Result<String, String> {
     if version != PROTOCOL_VERSION {
         return Err(format!(
             "protocol version {version} is not supported; this server speaks version {PROTOCOL_VERSION}"
@@ -477,6 +483,10 @@ fn channel_join(topic: &str, version: u32) -> Result<String, String> {
     let room = room_from_topic(topic)
         .ok_or_else(|| format!("unknown topic {topic:?}: expected \"room:<name>\""))?;
     validate_room_name(room).map_err(|e| e.to_string())?;
+    if let Some(key) = &app.tokens {
+        key.verify(token, room, crate::access::now_unix())
+            .map_err(|e| e.to_string())?;
+    }
     Ok(room.to_owned())
 }
 

@@ -37,6 +37,7 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_promptly() {
     let join = ClientMessage::ChannelJoin {
         topic: topic_for_room("bye"),
         protocol_version: PROTOCOL_VERSION,
+        token: None,
     };
     ws.send(Message::Text(join.encode().into())).await.unwrap();
     assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));

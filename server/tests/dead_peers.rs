@@ -18,6 +18,7 @@ async fn raw_join(server: &server::RunningServer, room: &str, name: &str) -> (Ra
     c.send(&ClientMessage::ChannelJoin {
         topic: topic_for_room(room),
         protocol_version: PROTOCOL_VERSION,
+        token: None,
     })
     .await;
     assert!(matches!(

@@ -13,6 +13,7 @@ fn join_channel(room: &str) -> ClientMessage {
     ClientMessage::ChannelJoin {
         topic: topic_for_room(room),
         protocol_version: PROTOCOL_VERSION,
+        token: None,
     }
 }
 
@@ -107,6 +108,7 @@ async fn bad_topics_room_names_and_versions_are_refused_with_reasons() {
         c.send(&ClientMessage::ChannelJoin {
             topic: topic.into(),
             protocol_version: version,
+            token: None,
         })
         .await;
         match c.read_message().await {

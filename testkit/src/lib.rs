@@ -212,6 +212,7 @@ impl TestPeer {
         send(ClientMessage::ChannelJoin {
             topic: topic_for_room(room),
             protocol_version: PROTOCOL_VERSION,
+            token: None,
         })
         .map_err(|_| anyhow!("socket closed"))?;
         match next_server_message(&mut stream).await? {
