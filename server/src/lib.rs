@@ -126,6 +126,24 @@ impl RunningServer {
     }
 }
 
+/// Kernel send buffer of every accepted connection (inherited from the listener). A fixed
+/// size turns autotuning off, so a client that stops reading holds at most this much kernel
+/// memory and fills its session's queue quickly — which disconnects it — instead of megabytes
+/// later. Signaling frames are at most 64 KiB; static files still stream at ~buffer/RTT.
+pub const SOCKET_SEND_BUFFER: u32 = 128 * 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // Restarting on the same port must not wait for old connections' TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SOCKET_SEND_BUFFER)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Binds and starts serving; returns once the server accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let tokens = config
@@ -141,9 +159,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     if !config.static_dir.join("index.html").exists() {
         warn!(dir = %config.static_dir.display(), "no built client here: build it with `cargo xtask run` or `trunk build`");
     }
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("binding {}", config.bind))?;
+    let listener = listen(config.bind).with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         rooms: Rooms::new(

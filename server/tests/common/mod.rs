@@ -94,6 +94,13 @@ impl RawClient {
         }
     }
 
+    /// Reads and drops whatever has arrived, without waiting for more.
+    pub async fn drain(&mut self) {
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await
+        {
+        }
+    }
+
     pub async fn read_message(&mut self) -> ServerMessage {
         match self.read().await {
             Read::Message(m) => m,
