@@ -13,35 +13,6 @@ use testkit::{strip_sdp_lines, PeerOptions, TestPeer};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
-async fn raw_join(server: &server::RunningServer, room: &str, name: &str) -> (RawClient, String) {
-    let mut c = RawClient::connect(server).await;
-    c.send(&ClientMessage::ChannelJoin {
-        topic: topic_for_room(room),
-        protocol_version: PROTOCOL_VERSION,
-        token: None,
-    })
-    .await;
-    assert!(matches!(
-        c.read_message().await,
-        ServerMessage::ChannelJoined { .. }
-    ));
-    c.send(&ClientMessage::MediaEvent {
-        data: ClientMediaEvent::Join {
-            metadata: PeerMetadata {
-                display_name: name.into(),
-            },
-        },
-    })
-    .await;
-    let id = match c.read_message().await {
-        ServerMessage::MediaEvent {
-            data: ServerMediaEvent::PeerAccepted { id, .. },
-        } => id,
-        other => panic!("expected peerAccepted, got {other:?}"),
-    };
-    (c, id)
-}
-
 async fn next_offer(c: &mut RawClient) -> SessionDescription {
     loop {
         if let ServerMessage::MediaEvent {
@@ -62,7 +33,7 @@ async fn a_client_gone_silent_is_removed_after_the_keepalive() {
         .unwrap();
     // The TCP connection stays open, but nothing is read or answered any more (a laptop lid
     // closed): tungstenite only answers pings while it is being read.
-    let (silent, silent_id) = raw_join(&server, &room, "Lid").await;
+    let (silent, silent_id) = RawClient::join(&server, &room, "Lid").await;
     ada.wait_for("Lid joined", WAIT, |s| s.peers.contains_key(&silent_id))
         .await
         .unwrap();
@@ -87,9 +58,7 @@ async fn media_that_never_connects_removes_the_peer_with_a_reason() {
     let server = common::start(|c| c.ice_connect_timeout_secs = 2).await;
     let room = common::room("noice");
     let url = server.socket_url();
-    let ada = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
+    let ada = common::peer(&server, &room, "Ada").await;
     let stuck = TestPeer::join(
         &url,
         &room,
@@ -146,7 +115,7 @@ async fn real_answer(offer: SessionDescription) -> String {
 async fn refused_answer(strip: &[&str]) {
     let server = common::start(|_| {}).await;
     let room = common::room("sdp");
-    let (mut c, _) = raw_join(&server, &room, "Mallory").await;
+    let (mut c, _) = RawClient::join(&server, &room, "Mallory").await;
     let offer = next_offer(&mut c).await;
     let sdp = strip_sdp_lines(&real_answer(offer).await, strip);
     c.send(&ClientMessage::MediaEvent {
@@ -192,13 +161,8 @@ async fn an_answer_without_ice_credentials_is_refused() {
 async fn a_peer_may_only_change_its_own_tracks() {
     let server = common::start(|_| {}).await;
     let room = common::room("mine");
-    let url = server.socket_url();
-    let ada = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let bob = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
+    let ada = common::peer(&server, &room, "Ada").await;
+    let bob = common::peer(&server, &room, "Bob").await;
     let st = bob
         .wait_for("Ada's tracks", WAIT, |s| {
             s.tracks.values().filter(|(p, _)| *p == ada.id).count() == 2

@@ -32,14 +32,9 @@ async fn assert_everyone_receives_everyone(peers: &[TestPeer]) {
 async fn two_peers_exchange_audio_and_video() {
     let server = common::start(|_| {}).await;
     let room = common::room("two");
-    let url = server.socket_url();
     let started = Instant::now();
-    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
+    let a = common::peer(&server, &room, "Ada").await;
+    let b = common::peer(&server, &room, "Bob").await;
     b.wait_for("first packet from Ada", WAIT, |s| {
         s.packets_from(&a.id, "video") > 0
     })

@@ -24,15 +24,6 @@ async fn assert_released(server: &server::RunningServer) {
     }
 }
 
-async fn flowing(receiver: &TestPeer, from: &TestPeer) {
-    receiver
-        .wait_for(&format!("video from {}", from.name), WAIT, |s| {
-            s.packets_from(&from.id, "video") > 20
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_vanish_and_rejoin() {
     let server = common::start(|_| {}).await;
@@ -42,8 +33,8 @@ async fn leave_vanish_and_rejoin() {
     let a = join("Ada").await.unwrap();
     let b = join("Bob").await.unwrap();
     let c = join("Cy").await.unwrap();
-    flowing(&a, &c).await;
-    flowing(&b, &c).await;
+    common::video_flowing(&a, &c).await;
+    common::video_flowing(&b, &c).await;
 
     // A polite leave: the others get tracksRemoved and peerLeft.
     let c_id = c.id.clone();
@@ -59,8 +50,8 @@ async fn leave_vanish_and_rejoin() {
 
     // Rejoin the same room: media flows both ways again.
     let c = join("Cy").await.unwrap();
-    flowing(&a, &c).await;
-    flowing(&c, &a).await;
+    common::video_flowing(&a, &c).await;
+    common::video_flowing(&c, &a).await;
 
     // Vanish: the socket is dropped without a close frame.
     let b_id = b.id.clone();
@@ -73,12 +64,7 @@ async fn leave_vanish_and_rejoin() {
         .unwrap();
     }
     // The survivors still exchange media.
-    let before = a.state().packets_from(&c.id, "video");
-    a.wait_for("media still flowing", WAIT, |s| {
-        s.packets_from(&c.id, "video") > before + 50
-    })
-    .await
-    .unwrap();
+    common::video_keeps_flowing(&a, &c).await;
 
     a.leave().await;
     c.leave().await;
@@ -91,12 +77,8 @@ async fn the_room_cap_denies_the_next_peer_and_nobody_hears_of_it() {
     let server = common::start(|c| c.max_peers_per_room = 2).await;
     let room = common::room("cap");
     let url = server.socket_url();
-    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
+    let a = common::peer(&server, &room, "Ada").await;
+    let b = common::peer(&server, &room, "Bob").await;
     match TestPeer::join(&url, &room, "Cy", PeerOptions::default()).await {
         Err(JoinError::Denied(reason)) => assert_eq!(reason, "room is full (2 participants)"),
         Err(e) => panic!("expected peerDenied, got {e}"),
@@ -130,14 +112,9 @@ async fn the_room_cap_denies_the_next_peer_and_nobody_hears_of_it() {
 async fn shutdown_tells_every_peer() {
     let server = common::start(|_| {}).await;
     let room = common::room("bye");
-    let url = server.socket_url();
-    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
-    flowing(&a, &b).await;
+    let a = common::peer(&server, &room, "Ada").await;
+    let b = common::peer(&server, &room, "Bob").await;
+    common::video_flowing(&a, &b).await;
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())
         .await
         .expect("shutdown within 10 s")

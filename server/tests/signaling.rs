@@ -7,25 +7,6 @@ use std::collections::BTreeMap;
 
 use common::{RawClient, Read, WAIT};
 use protocol::*;
-use testkit::{PeerOptions, TestPeer};
-
-fn join_channel(room: &str) -> ClientMessage {
-    ClientMessage::ChannelJoin {
-        topic: topic_for_room(room),
-        protocol_version: PROTOCOL_VERSION,
-        token: None,
-    }
-}
-
-fn join_room(name: &str) -> ClientMessage {
-    ClientMessage::MediaEvent {
-        data: ClientMediaEvent::Join {
-            metadata: PeerMetadata {
-                display_name: name.into(),
-            },
-        },
-    }
-}
 
 fn expect_error(msg: ServerMessage, code: ErrorCode, needle: &str) {
     match msg {
@@ -60,7 +41,7 @@ async fn malformed_and_unknown_messages_get_errors_and_the_connection_stays() {
         ErrorCode::BadMessage,
         "missing field `protocolVersion`",
     );
-    c.send(&join_room("Ada")).await;
+    c.send(&common::room_join("Ada")).await;
     expect_error(
         c.read_message().await,
         ErrorCode::UnexpectedMessage,
@@ -79,12 +60,12 @@ async fn malformed_and_unknown_messages_get_errors_and_the_connection_stays() {
 
     // Still usable: a proper join works on the same connection.
     let room = common::room("ok");
-    c.send(&join_channel(&room)).await;
+    c.send(&common::channel_join(&room)).await;
     assert!(matches!(
         c.read_message().await,
         ServerMessage::ChannelJoined { .. }
     ));
-    c.send(&join_room("Ada")).await;
+    c.send(&common::room_join("Ada")).await;
     match c.read_message().await {
         ServerMessage::MediaEvent {
             data: ServerMediaEvent::PeerAccepted { peers_in_room, .. },
@@ -164,7 +145,7 @@ async fn no_join_within_the_timeout_closes_with_1008_and_leaves_no_room() {
     let server = common::start(|c| c.join_timeout_secs = 1).await;
     let mut c = RawClient::connect(&server).await;
     let room = common::room("late");
-    c.send(&join_channel(&room)).await;
+    c.send(&common::channel_join(&room)).await;
     assert!(matches!(
         c.read_message().await,
         ServerMessage::ChannelJoined { .. }
@@ -184,9 +165,9 @@ async fn a_nonsense_answer_removes_only_that_peer() {
     let server = common::start(|_| {}).await;
     let mut c = RawClient::connect(&server).await;
     let room = common::room("sdp");
-    c.send(&join_channel(&room)).await;
+    c.send(&common::channel_join(&room)).await;
     c.read_message().await;
-    c.send(&join_room("Mallory")).await;
+    c.send(&common::room_join("Mallory")).await;
     assert!(matches!(
         c.read_message().await,
         ServerMessage::MediaEvent {
@@ -237,22 +218,13 @@ async fn a_nonsense_answer_removes_only_that_peer() {
 async fn garbage_from_one_client_does_not_disturb_a_room() {
     let server = common::start(|_| {}).await;
     let room = common::room("calm");
-    let url = server.socket_url();
-    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
-    b.wait_for("video from Ada", WAIT, |s| {
-        s.packets_from(&a.id, "video") > 20
-    })
-    .await
-    .unwrap();
+    let a = common::peer(&server, &room, "Ada").await;
+    let b = common::peer(&server, &room, "Bob").await;
+    common::video_flowing(&b, &a).await;
 
     // A hostile neighbour in the same room: garbage, then an oversized frame.
     let mut m = RawClient::connect(&server).await;
-    m.send(&join_channel(&room)).await;
+    m.send(&common::channel_join(&room)).await;
     m.read_message().await;
     for _ in 0..5 {
         m.send_text("garbage").await;
@@ -269,12 +241,7 @@ async fn garbage_from_one_client_does_not_disturb_a_room() {
         .await
         .unwrap();
 
-    let before = b.state().packets_from(&a.id, "video");
-    b.wait_for("media still flowing", WAIT, |s| {
-        s.packets_from(&a.id, "video") > before + 50
-    })
-    .await
-    .unwrap();
+    common::video_keeps_flowing(&b, &a).await;
     assert_eq!(a.state().closed, None);
     a.leave().await;
     b.leave().await;
@@ -306,21 +273,12 @@ async fn foreign_origins_get_403_same_origin_and_allow_list_pass() {
 async fn a_message_flood_is_limited_then_closed_and_others_are_unaffected() {
     let server = common::start(|_| {}).await;
     let room = common::room("flood");
-    let url = server.socket_url();
-    let a = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
-        .await
-        .unwrap();
-    let b = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .unwrap();
-    b.wait_for("video from Ada", WAIT, |s| {
-        s.packets_from(&a.id, "video") > 20
-    })
-    .await
-    .unwrap();
+    let a = common::peer(&server, &room, "Ada").await;
+    let b = common::peer(&server, &room, "Bob").await;
+    common::video_flowing(&b, &a).await;
 
     let mut m = RawClient::connect(&server).await;
-    m.send(&join_channel(&room)).await;
+    m.send(&common::channel_join(&room)).await;
     m.read_message().await;
     let candidate = ClientMessage::MediaEvent {
         data: ClientMediaEvent::Candidate(IceCandidate {
@@ -347,12 +305,7 @@ async fn a_message_flood_is_limited_then_closed_and_others_are_unaffected() {
     assert!(limited > 0, "no rateLimited error before the close");
     assert_eq!(close.map(|c| c.0), Some(1008));
 
-    let before = b.state().packets_from(&a.id, "video");
-    b.wait_for("media still flowing", WAIT, |s| {
-        s.packets_from(&a.id, "video") > before + 50
-    })
-    .await
-    .unwrap();
+    common::video_keeps_flowing(&b, &a).await;
     a.leave().await;
     b.leave().await;
     server.shutdown().await.unwrap();

@@ -10,43 +10,11 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::*;
 use tokio_tungstenite::tungstenite::Message;
 
-fn channel_join(room: &str) -> ClientMessage {
-    ClientMessage::ChannelJoin {
-        topic: topic_for_room(room),
-        protocol_version: PROTOCOL_VERSION,
-        token: None,
-    }
-}
-
-fn room_join(name: &str) -> ClientMessage {
-    ClientMessage::MediaEvent {
-        data: ClientMediaEvent::Join {
-            metadata: PeerMetadata {
-                display_name: name.into(),
-            },
-        },
-    }
-}
-
 fn rename(name: String) -> ClientMessage {
     ClientMessage::MediaEvent {
         data: ClientMediaEvent::UpdatePeerMetadata {
             metadata: PeerMetadata { display_name: name },
         },
-    }
-}
-
-/// Joins the room and returns the client with its peer id.
-async fn member(server: &server::RunningServer, room: &str, name: &str) -> (RawClient, String) {
-    let mut c = RawClient::connect(server).await;
-    c.send(&channel_join(room)).await;
-    c.read_message().await;
-    c.send(&room_join(name)).await;
-    match c.read_message().await {
-        ServerMessage::MediaEvent {
-            data: ServerMediaEvent::PeerAccepted { id, .. },
-        } => (c, id),
-        other => panic!("expected peerAccepted, got {other:?}"),
     }
 }
 
@@ -76,8 +44,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn a_client_that_stops_reading_is_disconnected_and_slows_nobody() {
     let server = common::start(|_| {}).await;
     let room = common::room("slow");
-    let (mut ada, ada_id) = member(&server, &room, "Ada").await;
-    let (mut bob, _) = member(&server, &room, "Bob").await;
+    let (mut ada, ada_id) = RawClient::join(&server, &room, "Ada").await;
+    let (mut bob, _) = RawClient::join(&server, &room, "Bob").await;
     let mut before = Vec::new();
     for n in 0..10 {
         before.push(round_trip(&mut ada, &mut bob, &ada_id, n).await);
@@ -90,10 +58,10 @@ async fn a_client_that_stops_reading_is_disconnected_and_slows_nobody() {
     let (mut slow, _) = tokio_tungstenite::client_async(server.socket_url(), stream)
         .await
         .unwrap();
-    slow.send(Message::Text(channel_join(&room).encode().into()))
+    slow.send(Message::Text(common::channel_join(&room).encode().into()))
         .await
         .unwrap();
-    slow.send(Message::Text(room_join("Slow").encode().into()))
+    slow.send(Message::Text(common::room_join("Slow").encode().into()))
         .await
         .unwrap();
     let mut slow_id = None;
@@ -112,7 +80,11 @@ async fn a_client_that_stops_reading_is_disconnected_and_slows_nobody() {
     // Flood the room with events (within each flooder's rate limit) until the slow one is gone.
     let mut flooders = Vec::new();
     for i in 0..10 {
-        flooders.push(member(&server, &room, &format!("Flood {i}")).await.0);
+        flooders.push(
+            RawClient::join(&server, &room, &format!("Flood {i}"))
+                .await
+                .0,
+        );
     }
     let long_name = |i: usize, k: usize| format!("{}{i}-{k}", "🌊".repeat(56));
     let started = Instant::now();

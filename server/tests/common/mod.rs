@@ -6,8 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientMessage, ServerMessage};
+use protocol::{
+    topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, ServerMediaEvent, ServerMessage,
+    PROTOCOL_VERSION,
+};
 use server::{Config, RunningServer};
+use testkit::{PeerOptions, TestPeer};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a test waits for media or events before it fails.
@@ -107,4 +111,71 @@ impl RawClient {
             Read::Closed(c) => panic!("expected a message, the socket closed: {c:?}"),
         }
     }
+}
+
+/// `channelJoin` for `room`, without a token.
+pub fn channel_join(room: &str) -> ClientMessage {
+    ClientMessage::ChannelJoin {
+        topic: topic_for_room(room),
+        protocol_version: PROTOCOL_VERSION,
+        token: None,
+    }
+}
+
+/// The media-event `join` with this display name.
+pub fn room_join(name: &str) -> ClientMessage {
+    ClientMessage::MediaEvent {
+        data: ClientMediaEvent::Join {
+            metadata: PeerMetadata {
+                display_name: name.into(),
+            },
+        },
+    }
+}
+
+impl RawClient {
+    /// Connects, joins the channel and the room; returns the client and its peer id.
+    pub async fn join(server: &RunningServer, room: &str, name: &str) -> (RawClient, String) {
+        let mut c = RawClient::connect(server).await;
+        c.send(&channel_join(room)).await;
+        match c.read_message().await {
+            ServerMessage::ChannelJoined { .. } => {}
+            other => panic!("expected channelJoined, got {other:?}"),
+        }
+        c.send(&room_join(name)).await;
+        match c.read_message().await {
+            ServerMessage::MediaEvent {
+                data: ServerMediaEvent::PeerAccepted { id, .. },
+            } => (c, id),
+            other => panic!("expected peerAccepted, got {other:?}"),
+        }
+    }
+}
+
+/// A publishing test peer in `room`.
+pub async fn peer(server: &RunningServer, room: &str, name: &str) -> TestPeer {
+    TestPeer::join(&server.socket_url(), room, name, PeerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
+}
+
+/// Waits until `receiver` has had a steady trickle of video from `from`.
+pub async fn video_flowing(receiver: &TestPeer, from: &TestPeer) {
+    receiver
+        .wait_for(&format!("video from {}", from.name), WAIT, |s| {
+            s.packets_from(&from.id, "video") > 20
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until `receiver` gets 50 more video packets from `from` than it has now.
+pub async fn video_keeps_flowing(receiver: &TestPeer, from: &TestPeer) {
+    let before = receiver.state().packets_from(&from.id, "video");
+    receiver
+        .wait_for("media still flowing", WAIT, |s| {
+            s.packets_from(&from.id, "video") > before + 50
+        })
+        .await
+        .unwrap();
 }
