@@ -87,16 +87,8 @@ pub trait EndpointCallbacks {
     fn on_peer_updated(&self, _peer: &PeerInfo) {}
 }
 
-/// A STUN or TURN server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceServer {
-    /// `stun:` / `turn:` URLs.
-    pub urls: Vec<String>,
-    /// TURN user name.
-    pub username: Option<String>,
-    /// TURN credential.
-    pub credential: Option<String>,
-}
+/// A STUN or TURN server (the protocol's: the server hands them out with `peerAccepted`).
+pub use protocol::IceServer;
 
 /// How the peer connection is set up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +120,8 @@ struct State {
     local_tracks: Vec<LocalTrack>,
     negotiation: Negotiation,
     ready_tracks: BTreeMap<TrackId, TrackContext>,
+    /// STUN/TURN servers the server gave with `peerAccepted` (credentials for this peer).
+    accepted_ice_servers: Vec<IceServer>,
 }
 
 struct RemotePeer {
@@ -317,9 +311,11 @@ impl Inner {
             return;
         }
         match event {
-            ServerMediaEvent::PeerAccepted { id, peers_in_room } => {
-                Inner::accepted(this, id, peers_in_room)
-            }
+            ServerMediaEvent::PeerAccepted {
+                id,
+                peers_in_room,
+                ice_servers,
+            } => Inner::accepted(this, id, peers_in_room, ice_servers),
             ServerMediaEvent::PeerDenied { reason } => this.callbacks.on_join_error(&reason),
             ServerMediaEvent::PeerJoined { peer } => this.peer_joined(peer),
             ServerMediaEvent::PeerLeft { peer_id } => this.peer_left(&peer_id),
@@ -441,11 +437,17 @@ impl Inner {
         }
     }
 
-    fn accepted(this: &Rc<Inner>, id: PeerId, peers_in_room: Vec<PeerInfo>) {
+    fn accepted(
+        this: &Rc<Inner>,
+        id: PeerId,
+        peers_in_room: Vec<PeerInfo>,
+        ice_servers: Vec<IceServer>,
+    ) {
         if this.state.borrow().local_peer_id.is_some() {
             log::warn("ignoring a second peerAccepted");
             return;
         }
+        this.state.borrow_mut().accepted_ice_servers = ice_servers;
         let pc = match PeerConnection::new(this) {
             Ok(pc) => pc,
             Err(e) => {
@@ -756,7 +758,8 @@ impl PeerConnection {
     fn new(inner: &Rc<Inner>) -> Result<PeerConnection, JsValue> {
         let config = RtcConfiguration::new();
         let servers = Array::new();
-        for server in &inner.config.ice_servers {
+        let accepted = inner.state.borrow().accepted_ice_servers.clone();
+        for server in inner.config.ice_servers.iter().chain(&accepted) {
             let s = RtcIceServer::new();
             let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
             s.set_urls(&urls);

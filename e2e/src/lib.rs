@@ -174,7 +174,11 @@ impl Driver {
             }
         };
         match caps {
-            Value::Object(m) => m,
+            Value::Object(mut m) => {
+                // The HTTPS scenario serves a self-signed development certificate.
+                m.insert("acceptInsecureCerts".into(), Value::Bool(true));
+                m
+            }
             _ => serde_json::Map::new(),
         }
     }
@@ -197,7 +201,7 @@ impl Drop for Driver {
 pub struct App {
     /// The running server.
     pub server: RunningServer,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https:` when the server has TLS on).
     pub base: String,
 }
 
@@ -215,7 +219,7 @@ impl App {
         config.static_dir = dist;
         tweak(&mut config);
         let server = server::start(config).await?;
-        let base = format!("http://{}", server.addr);
+        let base = server.url();
         Ok(App { server, base })
     }
 }

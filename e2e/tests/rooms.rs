@@ -342,6 +342,39 @@ async fn join_with_a_token_link(browser: Browser) -> Result<()> {
     app.server.shutdown().await
 }
 
+/// Scenario 9: the app over HTTPS with the self-signed development certificate, as on a LAN:
+/// the page, the `wss:` socket and media all work.
+async fn over_https(browser: Browser) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!(
+        "videoroom-e2e-tls-{}-{}",
+        std::process::id(),
+        browser
+    ));
+    let app = App::start(|c| {
+        c.tls_self_signed = true;
+        c.tls_dir = dir.clone();
+    })
+    .await?;
+    anyhow::ensure!(app.base.starts_with("https://"), "base {}", app.base);
+    let room = room("https");
+    let ada = open(browser, "Ada").await?;
+    let bob = open(browser, "Bob").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    bob.join(&app.base, &room, "Bob").await?;
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.wait_js(
+        "a secure page",
+        EVENT_WAIT,
+        "return location.protocol === 'https:' && window.isSecureContext",
+    )
+    .await?;
+    close_all(vec![ada, bob]).await;
+    app.server.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
@@ -374,6 +407,7 @@ in_each_browser! {
     s6_server_restart => server_restart;
     s7_html_name_is_text => html_name_is_text;
     s8_join_with_a_token_link => join_with_a_token_link;
+    s9_over_https => over_https;
 }
 
 mod mixed {

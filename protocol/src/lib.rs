@@ -152,6 +152,20 @@ pub struct PeerInfo {
     pub track_id_to_metadata: BTreeMap<TrackId, TrackMetadata>,
 }
 
+/// A STUN or TURN server for the client's `RTCPeerConnection`, as in `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name (short-lived: `<expiry>:<peer id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 /// An SDP as in `RTCSessionDescriptionInit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +255,10 @@ pub enum ServerMediaEvent {
         id: PeerId,
         /// Everyone else already in the room.
         peers_in_room: Vec<PeerInfo>,
+        /// STUN/TURN servers to use, with credentials for this peer; none when the server is
+        /// reachable directly.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// The join was refused.
     PeerDenied {
@@ -381,11 +399,22 @@ impl ServerMessage {
         ServerMessage::MediaEvent { data }
     }
 
-    /// Shorthand for an error frame.
+    /// Shorthand for an error frame; the message is clipped to [`MAX_TEXT_BYTES`] because it
+    /// may quote what the client sent.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMessage::Error {
             code,
-            message: message.into(),
+            message: clip_text(message, MAX_TEXT_BYTES),
+        }
+    }
+}
+
+impl ServerMediaEvent {
+    /// Shorthand for an error event; the message is clipped to [`MAX_TEXT_BYTES`] because it
+    /// may quote what the client sent.
+    pub fn error(message: impl Into<String>) -> Self {
+        ServerMediaEvent::Error {
+            message: clip_text(message, MAX_TEXT_BYTES),
         }
     }
 }

@@ -20,3 +20,45 @@ pub const MAX_TRACKS_PER_PEER: usize = 8;
 pub const MAX_PEERS_LISTED: usize = 256;
 /// Most entries in a mid → track map (every track of a full room).
 pub const MAX_MIDS: usize = MAX_PEERS_LISTED * MAX_TRACKS_PER_PEER;
+/// Most ICE servers in a join reply, and most URLs per server.
+pub const MAX_ICE_SERVERS: usize = 8;
+
+/// `text` cut to at most `limit` bytes on a character boundary, ending in "…" when cut.
+///
+/// For texts that may quote what a peer sent (a parser's error names the unknown type or the
+/// offending SDP line), so that they still fit the bound of the field that carries them.
+pub fn clip_text(text: impl Into<String>, limit: usize) -> String {
+    const MARK: &str = "…";
+    let mut text = text.into();
+    if text.len() <= limit {
+        return text;
+    }
+    // Below the mark's own size there is no room for it: plain cut.
+    let mark = if limit >= MARK.len() { MARK } else { "" };
+    let room = limit - mark.len();
+    let cut = (0..=room)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text.truncate(cut);
+    text.push_str(mark);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_text_keeps_short_texts_and_cuts_long_ones_on_a_char_boundary() {
+        assert_eq!(clip_text("short", 5), "short");
+        assert_eq!(clip_text("abcdef", 5), "ab…");
+        // 'é' is two bytes: the cut may not split it.
+        assert_eq!(clip_text("éééé", 6), "é…");
+        assert_eq!(clip_text("éééé", 7), "éé…");
+        assert_eq!(clip_text("abc", 2), "ab");
+        assert_eq!(clip_text("abc", 0), "");
+        let long = "€".repeat(MAX_TEXT_BYTES);
+        assert!(clip_text(long, MAX_TEXT_BYTES).len() <= MAX_TEXT_BYTES);
+    }
+}

@@ -205,10 +205,20 @@ impl ServerMediaEvent {
             ServerMediaEvent::PeerAccepted {
                 id: peer,
                 peers_in_room,
+                ice_servers,
             } => {
                 id("id", peer)?;
                 max_items("peersInRoom", peers_in_room.len(), MAX_PEERS_LISTED)?;
-                peers_in_room.iter().try_for_each(peer_info)
+                peers_in_room.iter().try_for_each(peer_info)?;
+                max_items("iceServers", ice_servers.len(), MAX_ICE_SERVERS)?;
+                ice_servers.iter().try_for_each(|s| {
+                    max_items("iceServers.urls", s.urls.len(), MAX_ICE_SERVERS)?;
+                    s.urls
+                        .iter()
+                        .chain(&s.username)
+                        .chain(&s.credential)
+                        .try_for_each(|t| max_bytes("iceServers", t, MAX_TEXT_BYTES))
+                })
             }
             ServerMediaEvent::PeerDenied { reason } => max_bytes("reason", reason, MAX_TEXT_BYTES),
             ServerMediaEvent::PeerJoined { peer } => peer_info(peer),

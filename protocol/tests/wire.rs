@@ -122,6 +122,29 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
             ServerMessage::media(E::PeerAccepted {
                 id: "p2".into(),
                 peers_in_room: vec![peer("p1", "Ada")],
+                ice_servers: vec![],
+            }),
+        ),
+        (
+            "server_peer_accepted_with_turn",
+            ServerMessage::media(E::PeerAccepted {
+                id: "p2".into(),
+                peers_in_room: vec![],
+                ice_servers: vec![
+                    protocol::IceServer {
+                        urls: vec!["stun:turn.example.com:3478".into()],
+                        username: None,
+                        credential: None,
+                    },
+                    protocol::IceServer {
+                        urls: vec![
+                            "turn:turn.example.com:3478?transport=udp".into(),
+                            "turns:turn.example.com:5349?transport=tcp".into(),
+                        ],
+                        username: Some("1700000000:p2".into()),
+                        credential: Some("3xWzN0nB1vCwdKaXW8xaRv6Qq0c=".into()),
+                    },
+                ],
             }),
         ),
         (

@@ -1,14 +1,21 @@
-//! The server's settings: command-line flags (clap), each with an environment variable twin.
+//! The server's settings: command-line flags (clap), each with an environment variable twin,
+//! and optionally a TOML file with the same names (`--config`).
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// The server's settings (flattened into the binary's command line).
 #[derive(Debug, Clone, Parser)]
 pub struct Config {
+    /// TOML file of settings named as these flags (`bind = "0.0.0.0:4000"`, `ice_ips =
+    /// ["10.0.0.5"]`); flags on the command line and `VIDEOROOM_*` variables override it.
+    #[arg(long, env = "VIDEOROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// HTTP + WebSocket listen address.
     #[arg(long, env = "VIDEOROOM_BIND", default_value = "127.0.0.1:4000")]
     pub bind: SocketAddr,
@@ -68,6 +75,46 @@ pub struct Config {
     #[arg(long, env = "VIDEOROOM_JOIN_TOKEN_SECRET", hide_env_values = true)]
     pub join_token_secret: Option<String>,
 
+    /// STUN server URLs handed to clients (e.g. `stun:turn.example.com:3478`).
+    #[arg(long, env = "VIDEOROOM_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN server URLs handed to clients with short-lived credentials (needs --turn-secret),
+    /// e.g. `turn:turn.example.com:3478?transport=udp`.
+    #[arg(
+        long,
+        env = "VIDEOROOM_TURN_URLS",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn: `use-auth-secret`,
+    /// `static-auth-secret`).
+    #[arg(long, env = "VIDEOROOM_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// How long a TURN credential stays valid.
+    #[arg(long, env = "VIDEOROOM_TURN_CREDENTIAL_TTL_SECS", default_value_t = 6 * 3600)]
+    pub turn_credential_ttl_secs: u64,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "VIDEOROOM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "VIDEOROOM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a self-signed certificate for this machine's names and addresses, made
+    /// once and kept in --tls-dir (for a LAN: browsers ask to accept it once).
+    #[arg(long, env = "VIDEOROOM_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+
+    /// Where the self-signed certificate is kept.
+    #[arg(long, env = "VIDEOROOM_TLS_DIR", default_value = "videoroom-dev-tls")]
+    pub tls_dir: PathBuf,
+
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
@@ -77,6 +124,7 @@ impl Config {
     /// Settings for tests: an ephemeral loopback port and ICE on 127.0.0.1 only.
     pub fn for_tests() -> Self {
         Config {
+            config: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             static_dir: PathBuf::from("dist"),
             ice_ips: vec![IpAddr::from([127, 0, 0, 1])],
@@ -90,6 +138,28 @@ impl Config {
             keepalive_secs: 9,
             ice_connect_timeout_secs: 20,
             join_token_secret: None,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: 6 * 3600,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
+            tls_dir: PathBuf::from("videoroom-dev-tls"),
+        }
+    }
+
+    /// Where the HTTPS certificate comes from, if HTTPS is on.
+    pub fn cert_source(&self) -> Option<crate::tls::CertSource> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ if self.tls_self_signed => Some(crate::tls::CertSource::SelfSigned {
+                dir: self.tls_dir.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -112,6 +182,136 @@ impl Config {
     pub fn join_timeout(&self) -> Duration {
         Duration::from_secs(self.join_timeout_secs)
     }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// It could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// It is not TOML.
+    #[error("config file {path}: {source}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A key names no setting, or its value has the wrong shape.
+    #[error("config file {path}: {message}")]
+    Setting {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The command line with the settings of the `--config` file (or `VIDEOROOM_CONFIG`) added as
+/// flags, so that clap checks every value; a setting also given as a flag or an environment
+/// variable is left to those.
+pub fn with_config_file(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigFileError> {
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        let a = a.to_str()?;
+        if a == "--config" {
+            args.get(i + 1).map(PathBuf::from)
+        } else {
+            a.strip_prefix("--config=").map(PathBuf::from)
+        }
+    });
+    let Some(path) = from_args.or_else(|| std::env::var_os("VIDEOROOM_CONFIG").map(PathBuf::from))
+    else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigFileError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let given: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let flags = config_flags(&path, &text, |flag, env| {
+        let long = format!("--{flag}");
+        given
+            .iter()
+            .any(|a| *a == long || a.starts_with(&format!("{long}=")))
+            || env.is_some_and(|e| std::env::var_os(e).is_some())
+    })?;
+    let mut out = Vec::with_capacity(args.len() + flags.len());
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    out.extend(flags);
+    out.extend(args);
+    Ok(out)
+}
+
+/// `--name=value` flags for each setting in a TOML text, but those `overridden(flag, env)`.
+fn config_flags(
+    path: &Path,
+    text: &str,
+    overridden: impl Fn(&str, Option<&std::ffi::OsStr>) -> bool,
+) -> Result<Vec<OsString>, ConfigFileError> {
+    let table: toml::Table = text.parse().map_err(|source| ConfigFileError::Syntax {
+        path: path.to_owned(),
+        source,
+    })?;
+    let command = Config::command();
+    let known: Vec<(&str, Option<&std::ffi::OsStr>)> = command
+        .get_arguments()
+        .filter_map(|a| Some((a.get_long()?, a.get_env())))
+        .filter(|(l, _)| *l != "config")
+        .collect();
+    let bad = |message: String| ConfigFileError::Setting {
+        path: path.to_owned(),
+        message,
+    };
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        let Some(&(_, env)) = known.iter().find(|(l, _)| *l == flag) else {
+            let names: Vec<String> = known.iter().map(|(l, _)| l.replace('-', "_")).collect();
+            return Err(bad(format!(
+                "unknown setting `{key}`; known: {}",
+                names.join(", ")
+            )));
+        };
+        if overridden(&flag, env) {
+            continue;
+        }
+        match value {
+            // A switch: present or absent.
+            toml::Value::Boolean(true) => {
+                flags.push(OsString::from(format!("--{flag}")));
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            _ => {}
+        }
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(bad(format!(
+                "`{key}` must be a string, number or list, not {}",
+                other.type_str()
+            ))),
+        };
+        let value = match &value {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            v => scalar(v)?,
+        };
+        flags.push(OsString::from(format!("--{flag}={value}")));
+    }
+    Ok(flags)
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -139,6 +339,56 @@ mod tests {
         assert_eq!(parse_port_range("50000-50100"), Ok((50000, 50100)));
         assert!(parse_port_range("5-1").is_err());
         assert!(parse_port_range("x").is_err());
+    }
+
+    fn parse_with_file(text: &str, args: &[&str]) -> Result<Config, String> {
+        let path = std::env::temp_dir().join(format!(
+            "videoroom-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let mut argv: Vec<OsString> = vec!["s".into(), "--config".into(), path.clone().into()];
+        argv.extend(args.iter().map(OsString::from));
+        let out = with_config_file(argv)
+            .map_err(|e| e.to_string())
+            .and_then(|a| Config::try_parse_from(a).map_err(|e| e.to_string()));
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_config_file_sets_flags_and_the_command_line_wins() {
+        let c = parse_with_file(
+            "bind = \"0.0.0.0:4443\"\nice_ips = [\"10.0.0.5\", \"10.0.0.6\"]\n\
+             max-peers-per-room = 4\nudp_port_range = \"50000-50100\"\n",
+            &["--max-peers-per-room", "8"],
+        )
+        .unwrap();
+        assert_eq!(c.bind, "0.0.0.0:4443".parse::<SocketAddr>().unwrap());
+        assert_eq!(c.ice_ips.len(), 2);
+        assert_eq!(c.max_peers_per_room, 8, "the command line wins");
+        assert_eq!(c.udp_port_range, Some((50000, 50100)));
+    }
+
+    #[test]
+    fn config_file_mistakes_are_named() {
+        let e = parse_with_file("bnid = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            e.contains("unknown setting `bnid`") && e.contains("bind"),
+            "{e}"
+        );
+        let e = parse_with_file("bind = [\n", &[]).unwrap_err();
+        assert!(e.contains("config file"), "{e}");
+        let e = parse_with_file("[section]\nbind = 1\n", &[]).unwrap_err();
+        assert!(e.contains("unknown setting `section`"), "{e}");
+        let e = parse_with_file("max_peers_per_room = 0\n", &[]).unwrap_err();
+        assert!(
+            e.contains("max-peers-per-room"),
+            "clap checks file values too: {e}"
+        );
+        let missing = with_config_file(vec!["s".into(), "--config=/nonexistent.toml".into()]);
+        assert!(matches!(missing, Err(ConfigFileError::Read { .. })));
     }
 
     #[test]

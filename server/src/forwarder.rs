@@ -10,6 +10,8 @@ use protocol::{PeerId, TrackId, TrackMetadata};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+use crate::nack::SourceTag;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -27,6 +29,10 @@ pub struct MediaStats {
     pub packets_in: AtomicU64,
     /// RTP packets written to subscribers (one per subscriber per packet).
     pub packets_out: AtomicU64,
+    /// RTP payload bytes received from publishers.
+    pub bytes_in: AtomicU64,
+    /// RTP payload bytes written to subscribers.
+    pub bytes_out: AtomicU64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: AtomicU64,
 }
@@ -45,6 +51,7 @@ pub struct PublishedTrack {
     pub subscribers: AtomicU64,
     metadata: Mutex<TrackMetadata>,
     keyframes: KeyframeRequester,
+    source: SourceTag,
 }
 
 impl PublishedTrack {
@@ -71,6 +78,7 @@ impl PublishedTrack {
             local,
             subscribers: AtomicU64::new(0),
             metadata: Mutex::new(metadata),
+            source: SourceTag::new(),
             keyframes: KeyframeRequester {
                 pc: publisher_pc,
                 media_ssrc: remote.ssrc(),
@@ -166,7 +174,9 @@ pub async fn forward(
                 break;
             }
         };
+        let bytes = packet.payload.len() as u64;
         stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         // The publisher's header extensions carry ids negotiated with the publisher; the
         // subscribers' senders add their own.
         packet.header.extension = false;
@@ -174,10 +184,16 @@ pub async fn forward(
         packet.header.extension_profile = 0;
         // One subscriber's failure must not stop the others: write_rtp has already delivered to
         // every other binding when it reports an error, so log and go on.
-        match track.local.write_rtp(&packet).await {
+        // The source tag tells each subscriber's `nack` stream whose numbering this is.
+        match track
+            .local
+            .write_rtp_with_attributes(&packet, track.source.attributes())
+            .await
+        {
             Ok(_) => {
                 let n = track.subscribers.load(Ordering::Relaxed);
                 stats.packets_out.fetch_add(n, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(n * bytes, Ordering::Relaxed);
             }
             Err(webrtc::Error::ErrClosedPipe) => {}
             Err(e) => {

@@ -8,14 +8,19 @@
 pub mod access;
 pub mod config;
 pub mod forwarder;
+pub mod metrics;
+pub mod nack;
 pub mod peer;
 pub mod room;
 pub mod rooms;
 pub mod rtc;
+pub mod sdp_answer;
 pub mod signaling;
+pub mod tls;
+pub mod turn;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +55,8 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// The join-token key, when rooms require tokens.
     pub tokens: Option<access::TokenKey>,
+    /// Error replies sent to clients.
+    pub signaling_errors: AtomicU64,
 }
 
 /// The HTTP routes: `/socket`, `/healthz`, the client at `/` and `/room/<name>`.
@@ -59,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/socket", get(signaling::handler))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         // The room page is the client's own route: serve the app and let it read the path.
         .route_service("/room/{name}", index)
         .fallback_service(ServeDir::new(dir))
@@ -86,6 +94,18 @@ async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
     Json(app.health())
 }
 
+async fn metrics(State(app): State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match metrics::render(&app) {
+        Ok(body) => (
+            [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            body,
+        )
+            .into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 impl AppState {
     /// Current health figures.
     pub fn health(&self) -> Health {
@@ -105,13 +125,22 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Shared state (for tests and health).
     pub state: Arc<AppState>,
+    /// Whether it serves HTTPS (and `wss:`).
+    pub tls: bool,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningServer {
     /// The WebSocket URL of the signaling endpoint.
     pub fn socket_url(&self) -> String {
-        format!("ws://{}/socket", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/socket", self.addr)
+    }
+
+    /// The app's URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Tells every peer, stops, and waits for every session to end.
@@ -152,10 +181,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .map(access::TokenKey::new)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let tls = config
+        .cert_source()
+        .map(|source| tls::server_config(&source))
+        .transpose()?;
     let rtc = rtc::build(&config).await?;
     if let Some(udp) = rtc.udp_addr {
         info!(%udp, "media port");
     }
+    info!(addresses = %rtc::advertised(&config), "ICE candidates offered");
     if !config.static_dir.join("index.html").exists() {
         warn!(dir = %config.static_dir.display(), "no built client here: build it with `cargo xtask run` or `trunk build`");
     }
@@ -172,15 +206,26 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
         tokens,
+        signaling_errors: AtomicU64::new(0),
     });
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();
     let sessions = state.sessions.clone();
+    let https = tls.is_some();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("HTTP server")?;
+        match tls {
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(listener, tls)?, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+            }
+        }
+        .context("HTTP server")?;
         // Sessions saw the same token and are closing their peers; give them a bound.
         sessions.close();
         if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
@@ -191,6 +236,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
         Ok(())
     });
-    info!(%addr, "listening");
-    Ok(RunningServer { addr, state, task })
+    info!(%addr, https, "listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        tls: https,
+        task,
+    })
 }

@@ -33,7 +33,9 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::new("info,webrtc=warn,webrtc_ice=warn,webrtc_srtp=warn,webrtc_dtls=warn")
         }))
         .init();
-    let Cli { config, command } = Cli::parse();
+    let Cli { config, command } = Cli::parse_from(server::config::with_config_file(
+        std::env::args_os().collect(),
+    )?);
     if let Some(Command::MintToken {
         room,
         valid_for_secs,
@@ -52,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let server = server::start(config).await?;
-    println!("Videoroom is running at http://{}", server.addr);
+    println!("Videoroom is running at {}", server.url());
     let state = server.state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -122,6 +122,11 @@ impl Room {
         self.members().len()
     }
 
+    /// How many tracks the room's peers publish.
+    pub fn track_count(&self) -> usize {
+        self.members().iter().map(|m| m.tracks.len()).sum()
+    }
+
     /// Whether the room is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -22,6 +22,8 @@ pub struct Census {
     pub rooms: usize,
     /// Peers in them.
     pub peers: usize,
+    /// Tracks those peers publish.
+    pub tracks: usize,
 }
 
 impl Rooms {
@@ -89,6 +91,7 @@ impl Rooms {
         Census {
             rooms: map.len(),
             peers: map.values().map(|r| r.len()).sum(),
+            tracks: map.values().map(|r| r.track_count()).sum(),
         }
     }
 }
@@ -124,9 +127,23 @@ mod tests {
         let (a, _ra) = member(8);
         let (room, snap) = rooms.join("r", "a".into(), meta("A"), a).unwrap();
         assert!(snap.peers.is_empty());
-        assert_eq!(rooms.census(), Census { rooms: 1, peers: 1 });
+        assert_eq!(
+            rooms.census(),
+            Census {
+                rooms: 1,
+                peers: 1,
+                tracks: 0
+            }
+        );
         rooms.leave(&room, "a");
-        assert_eq!(rooms.census(), Census { rooms: 0, peers: 0 });
+        assert_eq!(
+            rooms.census(),
+            Census {
+                rooms: 0,
+                peers: 0,
+                tracks: 0
+            }
+        );
     }
 
     #[test]
@@ -189,6 +206,13 @@ mod tests {
             ra.try_recv(),
             Ok(PeerCommand::Send(ServerMediaEvent::PeerLeft { peer_id })) if peer_id == "b"
         ));
-        assert_eq!(rooms.census(), Census { rooms: 1, peers: 1 });
+        assert_eq!(
+            rooms.census(),
+            Census {
+                rooms: 1,
+                peers: 1,
+                tracks: 0
+            }
+        );
     }
 }

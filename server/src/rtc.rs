@@ -5,7 +5,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use std::sync::Arc;
+use webrtc::interceptor::nack::generator::Generator;
+
+use crate::nack::{RepairStats, ResponderBuilder};
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
@@ -28,6 +32,8 @@ pub struct Rtc {
     pub api: API,
     /// The shared media port, when muxed.
     pub udp_addr: Option<SocketAddr>,
+    /// What the downlink NACK responder did.
+    pub repair: Arc<RepairStats>,
 }
 
 /// Opus for audio, VP8 for video: every browser we support has both, and an SFU needs one codec
@@ -76,7 +82,17 @@ fn media_engine() -> anyhow::Result<MediaEngine> {
 /// Builds the API from the configuration; binds the shared UDP port when one is used.
 pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
     let mut media = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    // The crate's defaults, but for the downlink NACK responder: ours (see `nack`). NACK
+    // feedback itself is declared per codec in `media_engine`.
+    let repair = Arc::new(RepairStats::default());
+    let mut registry = Registry::new();
+    registry.add(Box::new(Generator::builder()));
+    registry = configure_rtcp_reports(registry);
+    registry = configure_twcc_receiver_only(registry, &mut media)?;
+    // Added last, so it is outermost: it numbers packets before the other interceptors see them.
+    registry.add(Box::new(ResponderBuilder {
+        stats: repair.clone(),
+    }));
 
     let mut s = SettingEngine::default();
     // mDNS would open port 5353 and slow every connect; browsers' .local candidates are learnt
@@ -129,5 +145,36 @@ pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
         .with_interceptor_registry(registry)
         .with_setting_engine(s)
         .build();
-    Ok(Rtc { api, udp_addr })
+    Ok(Rtc {
+        api,
+        udp_addr,
+        repair,
+    })
+}
+
+/// The addresses ICE offers to browsers, for the start-up log: what a firewall or a NAT rule
+/// must let through.
+pub fn advertised(config: &Config) -> String {
+    let ips: Vec<IpAddr> = if let Some(ip) = config.nat_1to1_ip {
+        vec![ip]
+    } else if !config.ice_ips.is_empty() {
+        config.ice_ips.clone()
+    } else {
+        webrtc::util::ifaces::ifaces()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.addr.map(|a| a.ip()))
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .collect()
+    };
+    let ports = match config.udp_port_range {
+        Some((min, max)) => format!("UDP {min}-{max}"),
+        None if config.udp_port == 0 => "UDP (a free port)".to_owned(),
+        None => format!("UDP {}", config.udp_port),
+    };
+    let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    match list.is_empty() {
+        true => format!("none found ({ports}): set --ice-ips or --nat-1to1-ip"),
+        false => format!("{} on {ports}", list.join(", ")),
+    }
 }

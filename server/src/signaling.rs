@@ -41,6 +41,8 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
+/// A close frame's payload is at most 125 bytes (RFC 6455 §5.5), two of them the code.
+const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 /// `GET /socket`: upgrades to a signaling session (403 for a foreign browser origin).
 pub async fn handler(
@@ -144,7 +146,10 @@ impl Outbox {
     }
 
     fn close(&self, code: u16, reason: &str) {
-        let _ = self.tx.try_send(Outgoing::Close(code, reason.to_owned()));
+        // Reasons can quote a peer's input (a refused SDP line); a longer one would make the
+        // close frame invalid and the browser would see only a broken connection.
+        let reason = protocol::clip_text(reason, MAX_CLOSE_REASON_BYTES);
+        let _ = self.tx.try_send(Outgoing::Close(code, reason));
     }
 }
 
@@ -265,6 +270,9 @@ impl Session {
     fn refuse(&mut self, code: ErrorCode, message: &str) -> Option<End> {
         debug!(?code, message, "refused a frame");
         self.out.send(ServerMessage::error(code, message));
+        self.app
+            .signaling_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.consecutive_errors += 1;
         (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
     }
@@ -415,6 +423,11 @@ async fn converse(s: &mut Session) -> End {
                         s.out.media(ServerMediaEvent::PeerAccepted {
                             id: id.clone(),
                             peers_in_room: snapshot.peers,
+                            ice_servers: crate::turn::ice_servers(
+                                &s.app.config,
+                                &id,
+                                crate::access::now_unix(),
+                            ),
                         });
                         let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name);
                         s.police_idle = true;
@@ -525,9 +538,7 @@ async fn in_room(
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "could not create the peer connection");
-            s.out.media(ServerMediaEvent::Error {
-                message: e.to_string(),
-            });
+            s.out.media(ServerMediaEvent::error(e.to_string()));
             return Some(End::Peer(e));
         }
     };
@@ -590,9 +601,7 @@ async fn in_room(
         Ok(end) => end,
         Err(e) => {
             warn!(error = %e, "removing peer");
-            s.out.media(ServerMediaEvent::Error {
-                message: e.to_string(),
-            });
+            s.out.media(ServerMediaEvent::error(e.to_string()));
             Some(End::Peer(e))
         }
     };

@@ -214,6 +214,70 @@ async fn a_nonsense_answer_removes_only_that_peer() {
     server.shutdown().await.unwrap();
 }
 
+/// Found by the `protocol_decode` fuzz target: the decoder's message quotes the unknown type,
+/// and a long one made the reply longer than the protocol allows, so clients refused it.
+#[tokio::test]
+async fn an_error_reply_quoting_a_long_unknown_type_stays_within_bounds() {
+    let server = common::start(|_| {}).await;
+    let mut c = RawClient::connect(&server).await;
+    c.send_text(format!(r#"{{"type":"{}"}}"#, "é".repeat(2000)))
+        .await;
+    // `read_message` decodes with the client's bounds: an oversized reply fails here.
+    expect_error(
+        c.read_message().await,
+        ErrorCode::BadMessage,
+        "unknown variant `éé",
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Found by the `sdp_answer` fuzz target: the SDP parser quotes the offending line, which made
+/// both the error event and the close frame's reason (at most 123 bytes) too long.
+#[tokio::test]
+async fn a_refused_answer_quoting_a_long_line_still_reports_and_closes_cleanly() {
+    let server = common::start(|_| {}).await;
+    let (mut c, _) = RawClient::join(&server, &common::room("sdp"), "Mallory").await;
+    loop {
+        if let ServerMessage::MediaEvent {
+            data: ServerMediaEvent::SdpOffer { .. },
+        } = c.read_message().await
+        {
+            break;
+        }
+    }
+    c.send(&ClientMessage::MediaEvent {
+        data: ClientMediaEvent::SdpAnswer {
+            sdp_answer: SessionDescription {
+                kind: SdpType::Answer,
+                sdp: format!("v=0\r\n{}\r\n", "x".repeat(5000)),
+            },
+            track_id_to_track_metadata: BTreeMap::new(),
+            mid_to_track_id: BTreeMap::new(),
+        },
+    })
+    .await;
+    let mut saw_error = false;
+    loop {
+        match c.read().await {
+            Read::Message(ServerMessage::MediaEvent {
+                data: ServerMediaEvent::Error { message },
+            }) => {
+                assert!(message.contains("SDP answer was refused"), "{message}");
+                saw_error = true;
+            }
+            Read::Message(_) => {}
+            Read::Closed(close) => {
+                let (code, reason) = close.expect("a close frame, not a broken connection");
+                assert_eq!(code, 1011);
+                assert!(reason.starts_with("the SDP answer was refused"), "{reason}");
+                break;
+            }
+        }
+    }
+    assert!(saw_error);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_one_client_does_not_disturb_a_room() {
     let server = common::start(|_| {}).await;

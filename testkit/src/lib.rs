@@ -3,10 +3,11 @@
 //! byte for byte, and count what they receive per track. The server's integration tests use
 //! them; they are also the seed of the load generator.
 
+mod impair;
 mod payload;
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +25,17 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
+use webrtc::dtls_transport::dtls_role::DTLSRole;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
@@ -37,6 +43,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 
+pub use impair::{ImpairedConn, Impairment, LinkCounters};
 pub use payload::{check_payload, make_payload};
 
 /// What a test peer publishes.
@@ -55,6 +62,10 @@ pub struct PeerOptions {
     /// Exchange ICE candidates. `false` makes a peer whose media can never connect (for
     /// tests of the server's connect timeout): no candidates sent, received or in the answer.
     pub ice: bool,
+    /// Put a lossy, slow link between this peer and everyone else (all its UDP).
+    pub impairment: Option<Impairment>,
+    /// Use only relayed (TURN) candidates, from the ICE servers the server hands out.
+    pub relay_only: bool,
 }
 
 impl Default for PeerOptions {
@@ -66,6 +77,8 @@ impl Default for PeerOptions {
             video_payload_bytes: 1000,
             ice_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ice: true,
+            impairment: None,
+            relay_only: false,
         }
     }
 }
@@ -83,6 +96,22 @@ pub struct TrackStats {
     pub bytes: u64,
     /// Packets whose payload was not what the publisher wrote.
     pub corrupt: u64,
+    /// Distinct publisher packets (by payload counter): retransmitted copies count once.
+    pub distinct: u64,
+    /// The lowest and highest payload counters received: with `distinct`, the delivery ratio.
+    pub counters: Option<(u32, u32)>,
+    /// The longest time between two packets of this track (the worst freeze a viewer saw).
+    pub longest_gap: Duration,
+}
+
+impl TrackStats {
+    /// Distinct packets received ÷ packets the publisher sent in the counter range seen.
+    pub fn delivery(&self) -> f64 {
+        match self.counters {
+            Some((lo, hi)) => self.distinct as f64 / (f64::from(hi - lo) + 1.0),
+            None => 0.0,
+        }
+    }
 }
 
 /// Everything a test peer has seen, for assertions.
@@ -161,6 +190,11 @@ impl From<anyhow::Error> for JoinError {
 
 /// Builds the WebRTC API a test peer uses: Opus + VP8, loopback ICE only.
 pub fn api(ice_ip: IpAddr) -> anyhow::Result<API> {
+    api_over(ice_ip, None)
+}
+
+/// [`api`], with all of the peer's UDP over `conn` when given (e.g. an [`ImpairedConn`]).
+pub fn api_over(ice_ip: IpAddr, conn: Option<ImpairedConn>) -> anyhow::Result<API> {
     let mut m = MediaEngine::default();
     m.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut m)?;
@@ -169,6 +203,14 @@ pub fn api(ice_ip: IpAddr) -> anyhow::Result<API> {
     s.set_network_types(vec![NetworkType::Udp4]);
     s.set_include_loopback_candidate(ice_ip.is_loopback());
     s.set_ip_filter(Box::new(move |ip| ip == ice_ip));
+    // The server offers `a=setup:active` (it is the DTLS client); a browser answers `passive`
+    // by itself, this crate's answerer only when told.
+    s.set_answering_dtls_role(DTLSRole::Server)?;
+    if let Some(conn) = conn {
+        s.set_udp_network(UDPNetwork::Muxed(UDPMuxDefault::new(UDPMuxParams::new(
+            conn,
+        ))));
+    }
     Ok(APIBuilder::new()
         .with_media_engine(m)
         .with_interceptor_registry(registry)
@@ -191,6 +233,7 @@ pub struct TestPeer {
     out: mpsc::UnboundedSender<Message>,
     state: watch::Receiver<PeerState>,
     tasks: Vec<JoinHandle<()>>,
+    link: Option<Arc<LinkCounters>>,
 }
 
 impl TestPeer {
@@ -230,10 +273,15 @@ impl TestPeer {
             },
         })
         .map_err(|_| anyhow!("socket closed"))?;
-        let (id, peers) = match next_server_message(&mut stream).await? {
+        let (id, peers, ice_servers) = match next_server_message(&mut stream).await? {
             ServerMessage::MediaEvent {
-                data: ServerMediaEvent::PeerAccepted { id, peers_in_room },
-            } => (id, peers_in_room),
+                data:
+                    ServerMediaEvent::PeerAccepted {
+                        id,
+                        peers_in_room,
+                        ice_servers,
+                    },
+            } => (id, peers_in_room, ice_servers),
             ServerMessage::MediaEvent {
                 data: ServerMediaEvent::PeerDenied { reason },
             } => {
@@ -256,9 +304,39 @@ impl TestPeer {
         let (state_tx, state) = watch::channel(initial);
         let state_tx = Arc::new(state_tx);
 
-        let api = api(options.ice_ip)?;
+        let (conn, link) = match options.impairment {
+            Some(impairment) => {
+                let counters = Arc::new(LinkCounters::default());
+                let conn = ImpairedConn::bind(
+                    SocketAddr::new(options.ice_ip, 0),
+                    impairment,
+                    counters.clone(),
+                )
+                .await
+                .context("binding the impaired link")?;
+                (Some(conn), Some(counters))
+            }
+            None => (None, None),
+        };
+        let api = api_over(options.ice_ip, conn)?;
+        let config = RTCConfiguration {
+            ice_servers: ice_servers
+                .into_iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls,
+                    username: s.username.unwrap_or_default(),
+                    credential: s.credential.unwrap_or_default(),
+                })
+                .collect(),
+            ice_transport_policy: if options.relay_only {
+                RTCIceTransportPolicy::Relay
+            } else {
+                RTCIceTransportPolicy::All
+            },
+            ..Default::default()
+        };
         let pc = Arc::new(
-            api.new_peer_connection(RTCConfiguration::default())
+            api.new_peer_connection(config)
                 .await
                 .context("creating peer connection")?,
         );
@@ -384,7 +462,35 @@ impl TestPeer {
             out,
             state,
             tasks,
+            link,
         })
+    }
+
+    /// What crossed this peer's impaired link, if it has one.
+    pub fn link(&self) -> Option<&LinkCounters> {
+        self.link.as_deref()
+    }
+
+    /// Asks, as a viewer's decoder does after a loss, for a keyframe (PLI) on every video
+    /// track received. Returns how many requests were sent.
+    pub async fn request_keyframes(&self) -> usize {
+        use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        let mut sent = 0;
+        for receiver in self.pc.get_receivers().await {
+            for track in receiver.tracks().await {
+                if track.kind() != webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Video {
+                    continue;
+                }
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: track.ssrc(),
+                };
+                if self.pc.write_rtcp(&[Box::new(pli)]).await.is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
     }
 
     /// A snapshot of what the peer has seen.
@@ -684,15 +790,28 @@ async fn answer(
 }
 
 async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<PeerState>>) {
+    /// What one track has delivered on this transceiver: for distinct counts and freezes.
+    #[derive(Default)]
+    struct Seen {
+        counters: HashSet<u32>,
+        last: Option<tokio::time::Instant>,
+    }
     let kind = track.kind().to_string();
+    let mut seen: HashMap<TrackId, Seen> = HashMap::new();
     while let Ok((packet, _)) = track.read_rtp().await {
+        let now = tokio::time::Instant::now();
         let ok = check_payload(&packet.payload);
+        let counter = packet
+            .payload
+            .get(..4)
+            .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
         let len = packet.payload.len() as u64;
         state.send_modify(|s| {
             let Some(id) = s.mid_to_track.get(&mid).cloned() else {
                 s.unmapped_packets += 1;
                 return;
             };
+            let seen = seen.entry(id.clone()).or_default();
             let t = s.received.entry(id.clone()).or_insert_with(|| TrackStats {
                 publisher: id.split(':').next().unwrap_or_default().to_owned(),
                 kind: kind.clone(),
@@ -703,6 +822,19 @@ async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<
             if !ok {
                 t.corrupt += 1;
             }
+            if let (true, Some(c)) = (ok, counter) {
+                if seen.counters.insert(c) {
+                    t.distinct += 1;
+                }
+                t.counters = Some(match t.counters {
+                    Some((lo, hi)) => (lo.min(c), hi.max(c)),
+                    None => (c, c),
+                });
+            }
+            if let Some(last) = seen.last {
+                t.longest_gap = t.longest_gap.max(now - last);
+            }
+            seen.last = Some(now);
         });
     }
 }

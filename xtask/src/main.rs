@@ -1,7 +1,10 @@
 //! `cargo xtask run` and `cargo xtask test`: the README's two commands. Each installs what it
 //! needs (wasm target, wasm-bindgen-cli at the pinned version, trunk, wasm-opt, browsers and
-//! drivers), from crates.io, npm and Debian only, then does its job.
+//! drivers), from crates.io, npm and Debian only, then does its job. `cargo xtask fuzz` is the
+//! bounded fuzzing run (`fuzz.rs`).
 
+mod bench;
+mod fuzz;
 mod tools;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +25,14 @@ usage: cargo xtask <command>
                        unit and integration tests, and the client's tests in headless Chromium
                        and Firefox against a real server
   build-client         build the client into dist/ (release)
+  fuzz [--seconds N] [--sanitizer none|address] [TARGET...]
+                       run each cargo-fuzz target in fuzz/ for N seconds (default 60; targets:
+                       protocol_decode, sdp_answer, sdp_answer_apply); an input that breaks one
+                       is copied to fuzz/regressions/<target>/ and the command fails
+  bench [--quick|--full] [FLAGS]
+                       benchmark the SFU against Janus in network namespaces (root; installs
+                       janus from Debian if missing) and weigh the client; writes
+                       target/bench/report.{md,json} and plot.svg (quick < 5 min, full < 30 min)
 ";
 
 fn main() -> Result<()> {
@@ -35,6 +46,8 @@ fn main() -> Result<()> {
             let tools = Tools::ensure_client(&root)?;
             build_client(&tools)
         }
+        Some("fuzz") => fuzz::fuzz(&root, args.collect()),
+        Some("bench") => bench::bench(&root, args.collect()),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())

@@ -12,7 +12,10 @@ use crate::sh;
 const TRUNK_VERSION: &str = "0.21.14";
 /// Debian's binaryen (108) produces wasm that fails in browsers; npm's 123 works offline.
 const BINARYEN_VERSION: &str = "123.0.0";
-const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "firefox-esr"];
+/// Browsers for the client's and end-to-end tests; coturn for the TURN test.
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "firefox-esr", "coturn"];
+/// The cargo-fuzz that `cargo xtask fuzz` drives (its flags and folder layout are pinned by it).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Paths of the tools, and the PATH that puts them first.
 pub struct Tools {
@@ -31,8 +34,8 @@ impl Tools {
         c
     }
 
-    /// What building and serving the client needs.
-    pub fn ensure_client(root: &Path) -> Result<Tools> {
+    /// Where the tools are (or will be installed), without installing anything.
+    fn locate(root: &Path) -> Result<Tools> {
         let cargo_bin = cargo_bin()?;
         let binaryen_bin = root.join(".tools/binaryen/node_modules/.bin");
         let path = format!(
@@ -41,11 +44,30 @@ impl Tools {
             cargo_bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let tools = Tools {
+        Ok(Tools {
             path,
             chromedriver: PathBuf::from("/usr/bin/chromedriver"),
             geckodriver: cargo_bin.join("geckodriver"),
-        };
+        })
+    }
+
+    /// What `cargo xtask fuzz` needs: cargo-fuzz, and a C++ compiler for libFuzzer, which
+    /// `libfuzzer-sys` builds from source.
+    pub fn ensure_fuzz(root: &Path) -> Result<Tools> {
+        let tools = Tools::locate(root)?;
+        let has_cxx = ["c++", "g++", "clang++"]
+            .iter()
+            .any(|cxx| Command::new(cxx).arg("--version").output().is_ok());
+        if !has_cxx {
+            apt_install(&["g++"])?;
+        }
+        tools.cargo_install("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
+        Ok(tools)
+    }
+
+    /// What building and serving the client needs.
+    pub fn ensure_client(root: &Path) -> Result<Tools> {
+        let tools = Tools::locate(root)?;
         let rustup = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .output()

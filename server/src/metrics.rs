@@ -1,0 +1,76 @@
+//! `/metrics`: the server's load and media counters in the OpenMetrics text format that
+//! Prometheus scrapes. Values are read from the live counters at scrape time, so nothing on the
+//! media path does more than the atomic adds it already did.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric, encoded.
+pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
+    let mut r = Registry::with_prefix("videoroom");
+    let census = app.rooms.census();
+    let gauge = |v: usize| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    r.register("rooms", "Rooms with at least one peer", gauge(census.rooms));
+    r.register("peers", "Peers in rooms", gauge(census.peers));
+    r.register("tracks", "Tracks published in rooms", gauge(census.tracks));
+    r.register(
+        "sessions",
+        "Open signaling WebSockets",
+        gauge(app.sessions.len()),
+    );
+    let media = &app.stats;
+    let counter = |c: &std::sync::atomic::AtomicU64| ConstCounter::new(c.load(Ordering::Relaxed));
+    r.register(
+        "rtp_received_packets",
+        "RTP packets received from publishers",
+        counter(&media.packets_in),
+    );
+    r.register(
+        "rtp_received_bytes",
+        "RTP payload bytes received from publishers",
+        counter(&media.bytes_in),
+    );
+    r.register(
+        "rtp_forwarded_packets",
+        "RTP packets forwarded to subscribers",
+        counter(&media.packets_out),
+    );
+    r.register(
+        "rtp_forwarded_bytes",
+        "RTP payload bytes forwarded to subscribers",
+        counter(&media.bytes_out),
+    );
+    r.register(
+        "keyframe_requests",
+        "Keyframe requests (PLI) sent to publishers, after throttling",
+        counter(&media.keyframe_requests),
+    );
+    let repair = &app.rtc.repair;
+    r.register(
+        "nack_requested_packets",
+        "Packets subscribers asked for again (NACK)",
+        counter(&repair.nacked),
+    );
+    r.register(
+        "nack_resent_packets",
+        "Packets resent to subscribers from history",
+        counter(&repair.resent),
+    );
+    r.register(
+        "signaling_errors",
+        "Error replies sent to clients for bad or refused messages",
+        counter(&app.signaling_errors),
+    );
+    let mut out = String::new();
+    encode(&mut out, &r)?;
+    Ok(out)
+}

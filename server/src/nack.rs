@@ -1,0 +1,412 @@
+//! Repairing subscribers' losses: every RTP packet sent to a subscriber is kept for a while and
+//! resent when the subscriber NACKs it. The same interceptor numbers each downlink stream,
+//! keeping sequence numbers continuous when a reused sender starts carrying another publisher's
+//! track — a NACK names the number on the wire, so numbering and history belong in one place.
+//!
+//! Why not the webrtc crate's responder and sequence transformer: its history moved its "newest"
+//! mark back to any late packet (a publisher's retransmission the SFU forwards out of order) and
+//! then erased everything sent since; and it stored numbers from before the transformer, so NACKs
+//! on a reused sender fetched the wrong packets. With 5% loss on both the publisher's and the
+//! subscriber's links, 3% of video never arrived; with this interceptor none is lost
+//! (`tests/loss.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use webrtc::interceptor::stream_info::StreamInfo;
+use webrtc::interceptor::{
+    Attributes, Error as InterceptorError, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter,
+    RTPReader, RTPWriter,
+};
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use webrtc::rtp::packet::Packet;
+
+/// The attribute under which a packet written to a track names its source (a [`SourceTag`]).
+pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
+
+/// Packets kept per downlink stream: ~7 s of 1.5 Mbit/s video, 20 s of audio. A power of two
+/// that divides 65 536, so a slot index survives sequence-number wrap-around.
+pub const HISTORY: usize = 1024;
+
+const HALF: u16 = 1 << 15;
+
+/// What the downlink repair did, server-wide.
+#[derive(Debug, Default)]
+pub struct RepairStats {
+    /// Sequence numbers subscribers asked for.
+    pub nacked: AtomicU64,
+    /// Packets resent from history.
+    pub resent: AtomicU64,
+}
+
+/// Identifies one published track's packets to the downlink interceptor.
+pub struct SourceTag(Attributes);
+
+impl SourceTag {
+    /// A tag no other source has had.
+    pub fn new() -> SourceTag {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        let mut attributes = Attributes::new();
+        attributes.insert(SOURCE_ATTRIBUTE, NEXT.fetch_add(1, Ordering::Relaxed));
+        SourceTag(attributes)
+    }
+
+    /// The attributes to write this source's packets with.
+    pub fn attributes(&self) -> &Attributes {
+        &self.0
+    }
+}
+
+impl Default for SourceTag {
+    fn default() -> Self {
+        SourceTag::new()
+    }
+}
+
+/// Builds one [`Responder`] per peer connection.
+pub struct ResponderBuilder {
+    /// Shared counters.
+    pub stats: Arc<RepairStats>,
+}
+
+impl InterceptorBuilder for ResponderBuilder {
+    fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>, InterceptorError> {
+        Ok(Arc::new(Responder {
+            streams: Arc::default(),
+            stats: self.stats.clone(),
+        }))
+    }
+}
+
+type Streams = Arc<Mutex<HashMap<u32, Arc<Stream>>>>;
+
+/// One peer connection's downlink numbering and history, by sender SSRC.
+pub struct Responder {
+    streams: Streams,
+    stats: Arc<RepairStats>,
+}
+
+struct Stream {
+    state: Mutex<StreamState>,
+    next: Arc<dyn RTPWriter + Send + Sync>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    numbering: Numbering,
+    history: History,
+}
+
+/// Maps each source's own sequence numbers onto one continuous sequence.
+#[derive(Debug, Default)]
+struct Numbering {
+    source: Option<usize>,
+    previous: Option<usize>,
+    offset: u16,
+    newest: Option<u16>,
+}
+
+impl Numbering {
+    /// The number on the wire for packet `raw` of `source`; `None` for a straggler of the
+    /// source this stream carried before (it must not reset the numbering back).
+    fn map(&mut self, source: usize, raw: u16) -> Option<u16> {
+        if self.source != Some(source) {
+            if self.previous == Some(source) {
+                return None;
+            }
+            self.previous = self.source;
+            self.source = Some(source);
+            // The receiver must see the new source continue right after the last number, or
+            // it drops the packets as old ones.
+            self.offset = match self.newest {
+                Some(newest) => newest.wrapping_add(1).wrapping_sub(raw),
+                None => 0,
+            };
+        }
+        let out = raw.wrapping_add(self.offset);
+        match self.newest {
+            Some(newest) if out.wrapping_sub(newest) >= HALF => {}
+            _ => self.newest = Some(out),
+        }
+        Some(out)
+    }
+}
+
+/// The last [`HISTORY`] packets sent, by wire sequence number.
+#[derive(Default)]
+struct History {
+    slots: Vec<Option<Packet>>,
+    newest: Option<u16>,
+}
+
+impl History {
+    fn add(&mut self, packet: &Packet) {
+        if self.slots.is_empty() {
+            self.slots = vec![None; HISTORY];
+        }
+        let seq = packet.header.sequence_number;
+        if let Some(newest) = self.newest {
+            let ahead = seq.wrapping_sub(newest);
+            if ahead == 0 {
+                return;
+            }
+            if ahead < HALF {
+                // Numbers skipped over were never sent: their slots hold packets a lap old.
+                for i in 1..usize::from(ahead).min(HISTORY + 1) {
+                    self.slots[usize::from(newest.wrapping_add(i as u16)) % HISTORY] = None;
+                }
+                self.newest = Some(seq);
+            } else if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
+                // Late, and older than anything kept.
+                return;
+            }
+            // else: late but within the window — keep it without moving `newest` back.
+        } else {
+            self.newest = Some(seq);
+        }
+        self.slots[usize::from(seq) % HISTORY] = Some(packet.clone());
+    }
+
+    fn get(&self, seq: u16) -> Option<&Packet> {
+        let newest = self.newest?;
+        if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
+            return None;
+        }
+        self.slots
+            .get(usize::from(seq) % HISTORY)?
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
+    }
+}
+
+#[async_trait]
+impl RTPWriter for Stream {
+    async fn write(&self, packet: &Packet, a: &Attributes) -> Result<usize, InterceptorError> {
+        let source = a.get(&SOURCE_ATTRIBUTE).copied().unwrap_or(0);
+        let out = {
+            let Ok(mut state) = self.state.lock() else {
+                return self.next.write(packet, a).await;
+            };
+            let Some(seq) = state.numbering.map(source, packet.header.sequence_number) else {
+                return Ok(0);
+            };
+            let mut out = packet.clone();
+            out.header.sequence_number = seq;
+            state.history.add(&out);
+            out
+        };
+        self.next.write(&out, a).await
+    }
+}
+
+struct NackReader {
+    parent: Arc<dyn RTCPReader + Send + Sync>,
+    streams: Streams,
+    stats: Arc<RepairStats>,
+}
+
+#[async_trait]
+impl RTCPReader for NackReader {
+    async fn read(
+        &self,
+        buf: &mut [u8],
+        a: &Attributes,
+    ) -> Result<
+        (
+            Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>,
+            Attributes,
+        ),
+        InterceptorError,
+    > {
+        let (packets, attributes) = self.parent.read(buf, a).await?;
+        for p in &packets {
+            let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() else {
+                continue;
+            };
+            let Some(stream) = self
+                .streams
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&nack.media_ssrc).cloned())
+            else {
+                continue;
+            };
+            let wanted: Vec<u16> = nack
+                .nacks
+                .iter()
+                .flat_map(|pair| pair.into_iter())
+                .collect();
+            self.stats
+                .nacked
+                .fetch_add(wanted.len() as u64, Ordering::Relaxed);
+            let resend: Vec<Packet> = match stream.state.lock() {
+                Ok(state) => wanted
+                    .iter()
+                    .filter_map(|&seq| state.history.get(seq).cloned())
+                    .collect(),
+                Err(_) => continue,
+            };
+            if resend.is_empty() {
+                continue;
+            }
+            self.stats
+                .resent
+                .fetch_add(resend.len() as u64, Ordering::Relaxed);
+            // Off the RTCP read path: a slow send must not delay the next feedback.
+            tokio::spawn(async move {
+                let none = Attributes::new();
+                for p in resend {
+                    if stream.next.write(&p, &none).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok((packets, attributes))
+    }
+}
+
+fn supports_nack(info: &StreamInfo) -> bool {
+    info.rtcp_feedback
+        .iter()
+        .any(|fb| fb.typ == "nack" && fb.parameter.is_empty())
+}
+
+#[async_trait]
+impl Interceptor for Responder {
+    async fn bind_rtcp_reader(
+        &self,
+        reader: Arc<dyn RTCPReader + Send + Sync>,
+    ) -> Arc<dyn RTCPReader + Send + Sync> {
+        Arc::new(NackReader {
+            parent: reader,
+            streams: self.streams.clone(),
+            stats: self.stats.clone(),
+        })
+    }
+
+    async fn bind_rtcp_writer(
+        &self,
+        writer: Arc<dyn RTCPWriter + Send + Sync>,
+    ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn bind_local_stream(
+        &self,
+        info: &StreamInfo,
+        writer: Arc<dyn RTPWriter + Send + Sync>,
+    ) -> Arc<dyn RTPWriter + Send + Sync> {
+        let stream = Arc::new(Stream {
+            state: Mutex::default(),
+            next: writer,
+        });
+        // Audio is numbered too (senders are reused for both kinds' tracks) but, without NACK
+        // negotiated, never looked up.
+        if supports_nack(info) {
+            if let Ok(mut streams) = self.streams.lock() {
+                streams.insert(info.ssrc, stream.clone());
+            }
+        }
+        stream
+    }
+
+    async fn unbind_local_stream(&self, info: &StreamInfo) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(&info.ssrc);
+        }
+    }
+
+    async fn bind_remote_stream(
+        &self,
+        _info: &StreamInfo,
+        reader: Arc<dyn RTPReader + Send + Sync>,
+    ) -> Arc<dyn RTPReader + Send + Sync> {
+        reader
+    }
+
+    async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
+
+    async fn close(&self) -> Result<(), InterceptorError> {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u16) -> Packet {
+        let mut p = Packet::default();
+        p.header.sequence_number = seq;
+        p
+    }
+
+    #[test]
+    fn a_late_packet_does_not_erase_history() {
+        for start in [0u16, 1000, 65_500] {
+            let mut h = History::default();
+            for i in 0..10u16 {
+                if i != 3 {
+                    h.add(&packet(start.wrapping_add(i)));
+                }
+            }
+            // Number 3 arrives late (a publisher's retransmission), then sending goes on.
+            h.add(&packet(start.wrapping_add(3)));
+            h.add(&packet(start.wrapping_add(10)));
+            for i in 0..=10u16 {
+                let seq = start.wrapping_add(i);
+                assert_eq!(
+                    h.get(seq).map(|p| p.header.sequence_number),
+                    Some(seq),
+                    "start {start}, packet {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn history_forgets_what_is_too_old_or_never_sent() {
+        let mut h = History::default();
+        h.add(&packet(0));
+        h.add(&packet(5));
+        assert!(h.get(3).is_none(), "never sent");
+        assert!(h.get(6).is_none(), "not sent yet");
+        for seq in 6..(6 + HISTORY as u16) {
+            h.add(&packet(seq));
+        }
+        assert!(h.get(5).is_none(), "a lap old");
+        assert!(h.get(6).is_some());
+        // A straggler older than the window is not kept over a newer packet's slot.
+        h.add(&packet(4));
+        assert!(h.get(4).is_none());
+        assert!(h.get(4 + HISTORY as u16).is_some());
+    }
+
+    #[test]
+    fn numbering_continues_across_sources_and_ignores_stragglers() {
+        let mut n = Numbering::default();
+        assert_eq!(
+            n.map(1, 100),
+            Some(100),
+            "the first source keeps its numbers"
+        );
+        assert_eq!(n.map(1, 101), Some(101));
+        assert_eq!(n.map(1, 99), Some(99), "late packets map, newest stays");
+        assert_eq!(
+            n.map(2, 50_000),
+            Some(102),
+            "a new source continues the sequence"
+        );
+        assert_eq!(n.map(2, 50_001), Some(103));
+        assert_eq!(n.map(1, 102), None, "a straggler of the old source");
+        assert_eq!(n.map(2, 50_002), Some(104));
+        assert_eq!(n.map(3, 7), Some(105));
+        assert_eq!(n.map(3, 8), Some(106));
+    }
+}
