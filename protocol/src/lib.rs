@@ -330,7 +330,7 @@ pub enum ServerMediaEvent {
 /// Why an incoming frame was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    /// The frame exceeds [`MAX_FRAME_BYTES`].
+    /// The frame exceeds [`MAX_FRAME_BYTES`] (from a client) or [`MAX_SERVER_FRAME_BYTES`].
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The frame's size.
@@ -356,11 +356,11 @@ impl DecodeError {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, DecodeError> {
-    if text.len() > MAX_FRAME_BYTES {
+fn decode<T: for<'de> Deserialize<'de>>(text: &str, limit: usize) -> Result<T, DecodeError> {
+    if text.len() > limit {
         return Err(DecodeError::TooLarge {
             size: text.len(),
-            limit: MAX_FRAME_BYTES,
+            limit,
         });
     }
     serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))
@@ -369,7 +369,7 @@ fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, DecodeError> {
 impl ClientMessage {
     /// Parses and bounds-checks a frame from a client.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let msg: Self = decode(text)?;
+        let msg: Self = decode(text, MAX_FRAME_BYTES)?;
         msg.validate()?;
         Ok(msg)
     }
@@ -384,7 +384,7 @@ impl ClientMessage {
 impl ServerMessage {
     /// Parses and bounds-checks a frame from the server.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let msg: Self = decode(text)?;
+        let msg: Self = decode(text, MAX_SERVER_FRAME_BYTES)?;
         msg.validate()?;
         Ok(msg)
     }

@@ -1,7 +1,13 @@
 //! Bounds on every string and list on the wire. Both sides enforce them.
 
-/// Largest frame either side accepts, in bytes (the server closes with 1009 beyond it).
+/// Largest frame the server accepts from a client, in bytes (it closes with 1009 beyond it).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest frame a client accepts from the server. Larger: a full room's join reply and offer
+/// grow with the room (~1.8 KB per listed peer at the worst, ~0.6 KB of SDP per forwarded
+/// track), and a client has less to fear from its server than the server from its clients.
+pub const MAX_SERVER_FRAME_BYTES: usize = 1024 * 1024;
+/// Longest SDP offer from the server, in bytes (one m-line per forwarded track).
+pub const MAX_OFFER_SDP_BYTES: usize = MAX_SERVER_FRAME_BYTES - 64 * 1024;
 /// Longest room name, in characters.
 pub const MAX_ROOM_NAME_CHARS: usize = 64;
 /// Longest display name, in characters.

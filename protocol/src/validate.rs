@@ -253,7 +253,7 @@ impl ServerMediaEvent {
                 sdp_offer,
                 mid_to_track_id,
             } => {
-                sdp("sdpOffer.sdp", sdp_offer)?;
+                max_bytes("sdpOffer.sdp", &sdp_offer.sdp, MAX_OFFER_SDP_BYTES)?;
                 id_map("midToTrackId", mid_to_track_id, MAX_MIDS)?;
                 mid_to_track_id
                     .values()

@@ -317,3 +317,65 @@ fn topics() {
     assert_eq!(room_from_topic("lobby:abc"), None);
     assert_eq!(topic_for_room("abc"), "room:abc");
 }
+
+/// The server's largest replies fit what a client accepts: a join reply listing a full room
+/// (every id, name and track at its longest) and an offer of realistic m-lines for it.
+#[test]
+fn a_full_rooms_join_reply_and_offer_fit_a_client() {
+    let long_id = |p: usize, t: usize| format!("{p:0>60}:{t:0>60}");
+    let peers: Vec<PeerInfo> = (0..MAX_PEERS_LISTED - 1)
+        .map(|p| PeerInfo {
+            id: format!("{p:0>120}"),
+            metadata: PeerMetadata {
+                display_name: "𝄞".repeat(MAX_DISPLAY_NAME_CHARS),
+            },
+            track_id_to_metadata: (0..MAX_TRACKS_PER_PEER)
+                .map(|t| (long_id(p, t), camera()))
+                .collect(),
+        })
+        .collect();
+    let reply = ServerMessage::media(ServerMediaEvent::PeerAccepted {
+        id: "me".into(),
+        peers_in_room: peers,
+        ice_servers: vec![],
+    })
+    .encode();
+    assert!(reply.len() > MAX_FRAME_BYTES, "the case worth testing");
+    assert!(
+        ServerMessage::decode(&reply).is_ok(),
+        "{} bytes refused",
+        reply.len()
+    );
+
+    // A browser-grade video m-line as the server writes it, ~650 bytes, for two tracks of
+    // every other peer in a full room.
+    let m_line = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:active\r\n\
+        a=mid:123\r\na=ice-ufrag:abcdefghijklmnop\r\na=ice-pwd:abcdefghijklmnopqrstuvwxyzabcdef\r\n\
+        a=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 goog-remb \r\n\
+        a=rtcp-fb:96 ccm fir\r\na=rtcp-fb:96 nack \r\na=rtcp-fb:96 nack pli\r\n\
+        a=rtcp-fb:96 transport-cc \r\na=extmap:1 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+        a=ssrc:1234567890 cname:0123456789abcdef0123456789abcdef\r\n\
+        a=ssrc:1234567890 msid:0123456789abcdef 0123456789abcdef:0123456789abcdef\r\n\
+        a=msid:0123456789abcdef 0123456789abcdef:0123456789abcdef\r\na=sendonly\r\n";
+    let sdp = m_line.repeat(2 * (MAX_PEERS_LISTED - 1));
+    let offer = ServerMessage::media(ServerMediaEvent::SdpOffer {
+        sdp_offer: SessionDescription {
+            kind: SdpType::Offer,
+            sdp,
+        },
+        mid_to_track_id: (0..2 * (MAX_PEERS_LISTED - 1))
+            .map(|i| (i.to_string(), long_id(i, i)))
+            .collect(),
+    })
+    .encode();
+    assert!(
+        ServerMessage::decode(&offer).is_ok(),
+        "an offer of {} bytes refused",
+        offer.len()
+    );
+    println!(
+        "full room: join reply {} bytes, offer {} bytes (limit {MAX_SERVER_FRAME_BYTES})",
+        reply.len(),
+        offer.len()
+    );
+}
