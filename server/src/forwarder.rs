@@ -19,7 +19,9 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_remote::TrackRemote;
 
-/// Keyframe requests to one publisher stream are sent at most this often.
+/// Keyframe requests to one publisher stream are sent at most this often. A request that comes
+/// sooner is not dropped but sent when the interval ends (one, however many came): the viewer
+/// who asked must still get its keyframe, within 200 ms.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Server-wide media counters.
@@ -82,7 +84,7 @@ impl PublishedTrack {
             keyframes: KeyframeRequester {
                 pc: publisher_pc,
                 media_ssrc: remote.ssrc(),
-                last: Mutex::new(None),
+                throttle: Arc::default(),
                 stats,
             },
         }
@@ -115,42 +117,92 @@ impl PublishedTrack {
 struct KeyframeRequester {
     pc: Weak<RTCPeerConnection>,
     media_ssrc: u32,
-    last: Mutex<Option<Instant>>,
+    throttle: Arc<Mutex<Throttle>>,
     stats: Arc<MediaStats>,
 }
 
-impl KeyframeRequester {
-    /// Whether a request may go out now; records it if so.
-    fn admit(&self, now: Instant) -> bool {
-        let Ok(mut last) = self.last.lock() else {
-            return false;
-        };
-        match *last {
-            Some(t) if now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL => false,
+/// When keyframe requests to one stream go out.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    deferred: bool,
+}
+
+/// What to do with a keyframe request.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    /// Send it now.
+    Now,
+    /// Send it at this time (the end of the interval).
+    At(Instant),
+    /// One is already due at the end of the interval: that one serves this too.
+    Coalesced,
+}
+
+impl Throttle {
+    fn decide(&mut self, now: Instant) -> Decision {
+        match self.last {
+            Some(t) if now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL => {
+                if self.deferred {
+                    Decision::Coalesced
+                } else {
+                    self.deferred = true;
+                    Decision::At(t + KEYFRAME_REQUEST_INTERVAL)
+                }
+            }
             _ => {
-                *last = Some(now);
-                true
+                self.last = Some(now);
+                Decision::Now
             }
         }
     }
 
+    /// The deferred request went out at `now`.
+    fn sent_deferred(&mut self, now: Instant) {
+        self.deferred = false;
+        self.last = Some(now);
+    }
+}
+
+impl KeyframeRequester {
     async fn request(&self) {
-        if !self.admit(Instant::now()) {
-            return;
-        }
-        let Some(pc) = self.pc.upgrade() else {
-            return;
+        let decision = match self.throttle.lock() {
+            Ok(mut t) => t.decide(Instant::now()),
+            Err(_) => return,
         };
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc: self.media_ssrc,
-        };
-        match pc.write_rtcp(&[Box::new(pli)]).await {
-            Ok(_) => {
-                self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        match decision {
+            Decision::Now => send_pli(&self.pc, self.media_ssrc, &self.stats).await,
+            Decision::Coalesced => {}
+            Decision::At(at) => {
+                // Short-lived and holding only weak and shared counters: nothing outlives the
+                // publisher but this one timer.
+                let (pc, ssrc, stats) = (self.pc.clone(), self.media_ssrc, self.stats.clone());
+                let throttle = self.throttle.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    if let Ok(mut t) = throttle.lock() {
+                        t.sent_deferred(Instant::now());
+                    }
+                    send_pli(&pc, ssrc, &stats).await;
+                });
             }
-            Err(e) => debug!(error = %e, "keyframe request not sent"),
         }
+    }
+}
+
+async fn send_pli(pc: &Weak<RTCPeerConnection>, media_ssrc: u32, stats: &MediaStats) {
+    let Some(pc) = pc.upgrade() else {
+        return;
+    };
+    let pli = PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc,
+    };
+    match pc.write_rtcp(&[Box::new(pli)]).await {
+        Ok(_) => {
+            stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => debug!(error = %e, "keyframe request not sent"),
     }
 }
 
@@ -210,25 +262,22 @@ pub async fn forward(
 mod tests {
     use super::*;
 
-    fn requester() -> KeyframeRequester {
-        KeyframeRequester {
-            pc: Weak::new(),
-            media_ssrc: 1,
-            last: Mutex::new(None),
-            stats: Arc::new(MediaStats::default()),
-        }
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn keyframe_requests_are_throttled_per_stream() {
-        let k = requester();
-        assert!(k.admit(Instant::now()));
-        assert!(!k.admit(Instant::now()));
-        tokio::time::advance(Duration::from_millis(199)).await;
-        assert!(!k.admit(Instant::now()));
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(k.admit(Instant::now()));
+    async fn keyframe_requests_are_throttled_per_stream_but_never_lost() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = Throttle::default();
+        assert_eq!(t.decide(ms(0)), Decision::Now);
+        // Sooner than 200 ms: sent when the interval ends, once however many ask.
+        assert_eq!(t.decide(ms(50)), Decision::At(ms(200)));
+        assert_eq!(t.decide(ms(100)), Decision::Coalesced);
+        assert_eq!(t.decide(ms(199)), Decision::Coalesced);
+        t.sent_deferred(ms(200));
+        assert_eq!(t.decide(ms(250)), Decision::At(ms(400)));
+        t.sent_deferred(ms(400));
+        // A quiet stream asks straight away again.
+        assert_eq!(t.decide(ms(1000)), Decision::Now);
         // Another stream has its own budget.
-        assert!(requester().admit(Instant::now()));
+        assert_eq!(Throttle::default().decide(ms(1000)), Decision::Now);
     }
 }
