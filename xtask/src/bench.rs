@@ -13,6 +13,8 @@ use crate::{build_client, cargo, sh};
 
 /// Runs the benchmark; `args` go to `videoroom-bench run` (`--quick` is its default).
 pub fn bench(root: &Path, args: Vec<String>) -> Result<()> {
+    // `cargo xtask bench -- --servers ours` reads naturally too: a lone `--` is no flag.
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--").collect();
     let root_user = Command::new("id")
         .arg("-u")
         .output()
