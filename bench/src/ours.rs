@@ -14,9 +14,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    topic_for_room, ClientMediaEvent, ClientMessage, IceCandidate, PeerMetadata, SdpType,
-    ServerMediaEvent, ServerMessage, SessionDescription, TrackMetadata, TrackSource,
-    PROTOCOL_VERSION,
+    topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, SdpType, ServerMediaEvent,
+    ServerMessage, SessionDescription, TrackMetadata, TrackSource, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -122,15 +121,7 @@ pub async fn join(
         if !trickle {
             return Box::pin(async {});
         }
-        if let Some(init) = c.and_then(|c| c.to_json().ok()) {
-            let msg = ClientMessage::MediaEvent {
-                data: ClientMediaEvent::Candidate(IceCandidate {
-                    candidate: init.candidate,
-                    sdp_mid: init.sdp_mid,
-                    sdp_m_line_index: init.sdp_mline_index,
-                    username_fragment: init.username_fragment,
-                }),
-            };
+        if let Some(msg) = c.as_ref().and_then(testkit::candidate_message) {
             let _ = cand_out.send(Message::Text(msg.encode().into()));
         }
         Box::pin(async {})

@@ -410,15 +410,7 @@ impl TestPeer {
             if !trickle {
                 return Box::pin(async {});
             }
-            if let Some(init) = c.and_then(|c| c.to_json().ok()) {
-                let msg = ClientMessage::MediaEvent {
-                    data: ClientMediaEvent::Candidate(IceCandidate {
-                        candidate: init.candidate,
-                        sdp_mid: init.sdp_mid,
-                        sdp_m_line_index: init.sdp_mline_index,
-                        username_fragment: init.username_fragment,
-                    }),
-                };
+            if let Some(msg) = c.as_ref().and_then(candidate_message) {
                 let _ = cand_out.send(Message::Text(msg.encode().into()));
             }
             Box::pin(async {})
@@ -741,6 +733,21 @@ fn without_candidates(msg: ClientMessage) -> ClientMessage {
         }
         other => other,
     }
+}
+
+/// The `candidate` media event that trickles a locally gathered ICE candidate.
+pub fn candidate_message(
+    c: &webrtc::ice_transport::ice_candidate::RTCIceCandidate,
+) -> Option<ClientMessage> {
+    let init = c.to_json().ok()?;
+    Some(ClientMessage::MediaEvent {
+        data: ClientMediaEvent::Candidate(IceCandidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_m_line_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        }),
+    })
 }
 
 /// `sdp` without the lines starting with any of `prefixes` (for malformed-SDP tests too).
