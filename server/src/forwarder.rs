@@ -141,14 +141,15 @@ enum Decision {
 
 impl Throttle {
     fn decide(&mut self, now: Instant) -> Decision {
+        // A deferred request serves everything until it fires, even when its timer runs late:
+        // sending another now would put two requests a few ms apart.
+        if self.deferred {
+            return Decision::Coalesced;
+        }
         match self.last {
             Some(t) if now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL => {
-                if self.deferred {
-                    Decision::Coalesced
-                } else {
-                    self.deferred = true;
-                    Decision::At(t + KEYFRAME_REQUEST_INTERVAL)
-                }
+                self.deferred = true;
+                Decision::At(t + KEYFRAME_REQUEST_INTERVAL)
             }
             _ => {
                 self.last = Some(now);
@@ -272,10 +273,13 @@ mod tests {
         assert_eq!(t.decide(ms(50)), Decision::At(ms(200)));
         assert_eq!(t.decide(ms(100)), Decision::Coalesced);
         assert_eq!(t.decide(ms(199)), Decision::Coalesced);
-        t.sent_deferred(ms(200));
-        assert_eq!(t.decide(ms(250)), Decision::At(ms(400)));
-        t.sent_deferred(ms(400));
-        // A quiet stream asks straight away again.
+        // Its timer is late (a loaded machine): still one request, not a second one now.
+        assert_eq!(t.decide(ms(230)), Decision::Coalesced);
+        t.sent_deferred(ms(260));
+        assert_eq!(t.decide(ms(300)), Decision::At(ms(460)));
+        t.sent_deferred(ms(460));
+        assert_eq!(t.decide(ms(500)), Decision::At(ms(660)));
+        t.sent_deferred(ms(660));
         assert_eq!(t.decide(ms(1000)), Decision::Now);
         // Another stream has its own budget.
         assert_eq!(Throttle::default().decide(ms(1000)), Decision::Now);
