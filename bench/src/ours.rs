@@ -84,6 +84,7 @@ pub async fn join(
             metadata: PeerMetadata {
                 display_name: name.to_owned(),
             },
+            reconnect_token: None,
         },
     })?;
     let id = match next_message(&mut stream).await? {

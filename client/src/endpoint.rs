@@ -199,7 +199,10 @@ impl WebRtcEndpoint {
         }
         self.inner
             .callbacks
-            .on_send_media_event(ClientMediaEvent::Join { metadata });
+            .on_send_media_event(ClientMediaEvent::Join {
+                metadata,
+                reconnect_token: None,
+            });
     }
 
     /// Hands a media event from the server to the endpoint (handled in order, asynchronously).
@@ -234,7 +237,10 @@ impl WebRtcEndpoint {
         if renegotiate {
             self.inner
                 .callbacks
-                .on_send_media_event(ClientMediaEvent::RenegotiateTracks {});
+                .on_send_media_event(ClientMediaEvent::RenegotiateTracks {
+                    tracks: None,
+                    ice_restart: false,
+                });
         }
     }
 
@@ -315,6 +321,7 @@ impl Inner {
                 id,
                 peers_in_room,
                 ice_servers,
+                ..
             } => Inner::accepted(this, id, peers_in_room, ice_servers),
             ServerMediaEvent::PeerDenied { reason } => this.callbacks.on_join_error(&reason),
             ServerMediaEvent::PeerJoined { peer } => this.peer_joined(peer),
@@ -406,6 +413,8 @@ impl Inner {
                 };
                 this.callbacks.on_track_updated(&ctx);
             }
+            // Chat and voice activity are handled by the room (issue 9, in progress).
+            ServerMediaEvent::ChatMessage(_) | ServerMediaEvent::VoiceActivity { .. } => {}
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,

@@ -375,6 +375,7 @@ async fn placeholder(room: &str, n: usize) -> RawPeer {
             metadata: PeerMetadata {
                 display_name: format!("Seat {n}"),
             },
+            reconnect_token: None,
         },
     });
     peer.expect("peerAccepted", |m| match m {

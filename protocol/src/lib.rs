@@ -12,6 +12,10 @@
 //! 2. client `mediaEvent {data: join {metadata: {displayName}}}` → server `peerAccepted` (or
 //!    `peerDenied`), then `sdpOffer`; the client answers with `sdpAnswer`; candidates trickle both
 //!    ways; `tracksAdded` / `peerJoined` / `peerLeft` / `tracksRemoved` follow as the room changes.
+//! 3. in the room: `updateTrackMetadata` (mute) → the others' `trackUpdated`; `renegotiateTracks
+//!    {tracks}` asks for uplink m-lines for more tracks (a screen share) or an ICE restart;
+//!    `sendChatMessage` → everyone's `chatMessage`; the server reports `voiceActivity` per audio
+//!    track; a client that lost its socket joins again with `reconnectToken` and keeps its peer id.
 //!
 //! Invariant: this crate knows neither side. It has no I/O and builds for `wasm32-unknown-unknown`.
 
@@ -23,7 +27,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use limits::*;
-pub use validate::{validate_display_name, validate_room_name, ValidationError};
+pub use validate::{
+    validate_chat_text, validate_display_name, validate_room_name, ValidationError,
+};
 
 /// The protocol version this build speaks; sent in `channelJoin`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -209,9 +215,15 @@ pub struct IceCandidate {
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ClientMediaEvent {
     /// Enter the room with this metadata.
+    #[serde(rename_all = "camelCase")]
     Join {
         /// The peer's metadata.
         metadata: PeerMetadata,
+        /// The token from an earlier `peerAccepted` in this room: the server gives the same peer
+        /// id back (the others see the same person, not a leave and a join) when it still knows
+        /// the token; otherwise this is an ordinary join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reconnect_token: Option<String>,
     },
     /// The answer to the server's latest `sdpOffer`.
     #[serde(rename_all = "camelCase")]
@@ -225,23 +237,64 @@ pub enum ClientMediaEvent {
     },
     /// A trickled ICE candidate.
     Candidate(IceCandidate),
-    /// Ask the server to offer again (e.g. after adding a local track).
-    RenegotiateTracks {},
+    /// Ask the server to offer again (e.g. after adding or removing a local track).
+    #[serde(rename_all = "camelCase")]
+    RenegotiateTracks {
+        /// How many tracks of each kind the client wants to send: the offer then has at least
+        /// that many uplink m-lines of each kind (they are never taken away, only reused).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tracks: Option<TrackCounts>,
+        /// Restart ICE (new credentials): the client's network changed or the path failed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ice_restart: bool,
+    },
     /// Change this peer's metadata.
     UpdatePeerMetadata {
         /// The new metadata.
         metadata: PeerMetadata,
     },
-    /// Change the metadata of one of this peer's tracks.
+    /// Change the metadata of one of this peer's tracks (mute, unmute).
     #[serde(rename_all = "camelCase")]
     UpdateTrackMetadata {
-        /// A track this peer publishes.
+        /// A track this peer publishes: the server's id, or the client's own id for it (the
+        /// key it has in `sdpAnswer.trackIdToTrackMetadata`).
         track_id: TrackId,
         /// The new metadata.
         track_metadata: TrackMetadata,
     },
+    /// Say something to everyone in the room (plain text, see [`validate_chat_text`]).
+    SendChatMessage {
+        /// The message.
+        text: String,
+    },
     /// Leave the room (the channel stays joined).
     Leave {},
+}
+
+/// How many tracks of each kind a client wants to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackCounts {
+    /// Audio tracks (microphone).
+    pub audio: u8,
+    /// Video tracks (camera, screen).
+    pub video: u8,
+}
+
+/// A chat message as the room keeps and relays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatMessage {
+    /// Increasing within the room (order and de-duplication).
+    pub seq: u64,
+    /// Who said it.
+    pub peer_id: PeerId,
+    /// Their display name when they said it.
+    pub display_name: String,
+    /// What they said (plain text).
+    pub text: String,
+    /// When the server received it, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
 }
 
 /// A media event sent by the server.
@@ -259,6 +312,13 @@ pub enum ServerMediaEvent {
         /// reachable directly.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// The room's recent chat, oldest first (at most [`MAX_CHAT_HISTORY`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chat_history: Vec<ChatMessage>,
+        /// A secret to send back in `join` after losing the connection, to come back as the same
+        /// peer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reconnect_token: Option<String>,
     },
     /// The join was refused.
     PeerDenied {
@@ -320,6 +380,19 @@ pub enum ServerMediaEvent {
     },
     /// A trickled ICE candidate.
     Candidate(IceCandidate),
+    /// Someone said something in the room (sent to everyone, the sender included).
+    ChatMessage(ChatMessage),
+    /// An audio track started or stopped carrying speech (sent to everyone, the publisher
+    /// included), from the RTP audio-level header extension.
+    #[serde(rename_all = "camelCase")]
+    VoiceActivity {
+        /// The publisher.
+        peer_id: PeerId,
+        /// Its audio track.
+        track_id: TrackId,
+        /// Speech (true) or silence (false).
+        speaking: bool,
+    },
     /// The room engine hit an error concerning this peer.
     Error {
         /// What went wrong, for a person.

@@ -28,6 +28,10 @@ pub const MAX_PEERS_LISTED: usize = 256;
 pub const MAX_MIDS: usize = MAX_PEERS_LISTED * MAX_TRACKS_PER_PEER;
 /// Most ICE servers in a join reply, and most URLs per server.
 pub const MAX_ICE_SERVERS: usize = 8;
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 1000;
+/// Most chat messages a room keeps for late joiners (sent with `peerAccepted`).
+pub const MAX_CHAT_HISTORY: usize = 50;
 
 /// `text` cut to at most `limit` bytes on a character boundary, ending in "…" when cut.
 ///

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::limits::*;
 use crate::{
-    ClientMediaEvent, ClientMessage, IceCandidate, PeerInfo, PeerMetadata, ServerMediaEvent,
-    ServerMessage, SessionDescription,
+    ChatMessage, ClientMediaEvent, ClientMessage, IceCandidate, PeerInfo, PeerMetadata,
+    ServerMediaEvent, ServerMessage, SessionDescription, TrackCounts,
 };
 
 /// A field that breaks a bound; the text names the field and the bound.
@@ -101,6 +101,51 @@ pub fn validate_display_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks a chat message: 1 to 1000 characters, not only white space, no control characters
+/// but line breaks and tabs.
+///
+/// Shown as text, never as HTML, so any other Unicode is allowed.
+pub fn validate_chat_text(text: &str) -> Result<(), ValidationError> {
+    const FIELD: &str = "chat message";
+    if text.trim().is_empty() {
+        return Err(err(FIELD, "must not be empty"));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_CHAT_CHARS {
+        return Err(err(
+            FIELD,
+            format!("is {chars} characters, the limit is {MAX_CHAT_CHARS}"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(err(
+            FIELD,
+            "must not contain control characters (line breaks and tabs are fine)",
+        ));
+    }
+    Ok(())
+}
+
+fn chat_message(m: &ChatMessage) -> Result<(), ValidationError> {
+    id("chatMessage.peerId", &m.peer_id)?;
+    validate_display_name(&m.display_name)?;
+    validate_chat_text(&m.text)
+}
+
+fn track_counts(c: &TrackCounts) -> Result<(), ValidationError> {
+    let total = usize::from(c.audio) + usize::from(c.video);
+    if total > MAX_TRACKS_PER_PEER {
+        return Err(err(
+            "tracks",
+            format!("asks for {total} tracks, the limit is {MAX_TRACKS_PER_PEER}"),
+        ));
+    }
+    Ok(())
+}
+
 fn peer_metadata(m: &PeerMetadata) -> Result<(), ValidationError> {
     validate_display_name(&m.display_name)
 }
@@ -159,8 +204,16 @@ impl ClientMediaEvent {
     /// Checks every bound of this event.
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
-            ClientMediaEvent::Join { metadata }
-            | ClientMediaEvent::UpdatePeerMetadata { metadata } => peer_metadata(metadata),
+            ClientMediaEvent::Join {
+                metadata,
+                reconnect_token,
+            } => {
+                peer_metadata(metadata)?;
+                reconnect_token
+                    .as_deref()
+                    .map_or(Ok(()), |t| id("reconnectToken", t))
+            }
+            ClientMediaEvent::UpdatePeerMetadata { metadata } => peer_metadata(metadata),
             ClientMediaEvent::SdpAnswer {
                 sdp_answer,
                 track_id_to_track_metadata,
@@ -179,7 +232,11 @@ impl ClientMediaEvent {
             }
             ClientMediaEvent::Candidate(c) => candidate(c),
             ClientMediaEvent::UpdateTrackMetadata { track_id, .. } => id("trackId", track_id),
-            ClientMediaEvent::RenegotiateTracks {} | ClientMediaEvent::Leave {} => Ok(()),
+            ClientMediaEvent::RenegotiateTracks { tracks, .. } => {
+                tracks.as_ref().map_or(Ok(()), track_counts)
+            }
+            ClientMediaEvent::SendChatMessage { text } => validate_chat_text(text),
+            ClientMediaEvent::Leave {} => Ok(()),
         }
     }
 }
@@ -206,7 +263,14 @@ impl ServerMediaEvent {
                 id: peer,
                 peers_in_room,
                 ice_servers,
+                chat_history,
+                reconnect_token,
             } => {
+                max_items("chatHistory", chat_history.len(), MAX_CHAT_HISTORY)?;
+                chat_history.iter().try_for_each(chat_message)?;
+                if let Some(t) = reconnect_token {
+                    id("reconnectToken", t)?;
+                }
                 id("id", peer)?;
                 max_items("peersInRoom", peers_in_room.len(), MAX_PEERS_LISTED)?;
                 peers_in_room.iter().try_for_each(peer_info)?;
@@ -260,6 +324,13 @@ impl ServerMediaEvent {
                     .try_for_each(|v| id("midToTrackId", v))
             }
             ServerMediaEvent::Candidate(c) => candidate(c),
+            ServerMediaEvent::ChatMessage(m) => chat_message(m),
+            ServerMediaEvent::VoiceActivity {
+                peer_id, track_id, ..
+            } => {
+                id("peerId", peer_id)?;
+                id("trackId", track_id)
+            }
             ServerMediaEvent::Error { message } => max_bytes("message", message, MAX_TEXT_BYTES),
         }
     }
@@ -291,5 +362,32 @@ mod tests {
         assert!(validate_display_name("").is_err());
         assert!(validate_display_name(" a").is_err());
         assert!(validate_display_name("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn chat_texts() {
+        assert!(validate_chat_text("hello <b>all</b>").is_ok());
+        assert!(validate_chat_text("two\nlines\tand a tab").is_ok());
+        assert!(validate_chat_text(&"é".repeat(MAX_CHAT_CHARS)).is_ok());
+        let e = validate_chat_text(&"é".repeat(MAX_CHAT_CHARS + 1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "chat message: is 1001 characters, the limit is 1000"
+        );
+        assert!(validate_chat_text("").is_err());
+        assert!(validate_chat_text(" \n\t ").is_err());
+        assert!(validate_chat_text("bell\u{7}").is_err());
+        assert!(validate_chat_text("escape \u{1b}[31m").is_err());
+    }
+
+    #[test]
+    fn track_counts_are_bounded() {
+        assert!(track_counts(&TrackCounts { audio: 1, video: 2 }).is_ok());
+        let e = track_counts(&TrackCounts {
+            audio: 1,
+            video: MAX_TRACKS_PER_PEER as u8,
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "tracks: asks for 9 tracks, the limit is 8");
     }
 }

@@ -24,6 +24,16 @@ fn peer(id: &str, name: &str) -> PeerInfo {
     }
 }
 
+fn chat(seq: u64, text: &str) -> ChatMessage {
+    ChatMessage {
+        seq,
+        peer_id: "p1".into(),
+        display_name: "Ada".into(),
+        text: text.into(),
+        sent_at_ms: 1_764_000_000_000 + seq,
+    }
+}
+
 fn candidate() -> IceCandidate {
     IceCandidate {
         candidate: "candidate:1 1 udp 2130706431 127.0.0.1 4000 typ host".into(),
@@ -60,6 +70,16 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
                 metadata: PeerMetadata {
                     display_name: "Ada".into(),
                 },
+                reconnect_token: None,
+            }),
+        ),
+        (
+            "client_join_reconnecting",
+            media(E::Join {
+                metadata: PeerMetadata {
+                    display_name: "Ada".into(),
+                },
+                reconnect_token: Some("b3f1c9a0d5e24f7c8a6b2e1d0c9f8a7b".into()),
             }),
         ),
         (
@@ -74,7 +94,33 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
             }),
         ),
         ("client_candidate", media(E::Candidate(candidate()))),
-        ("client_renegotiate_tracks", media(E::RenegotiateTracks {})),
+        (
+            "client_renegotiate_tracks",
+            media(E::RenegotiateTracks {
+                tracks: None,
+                ice_restart: false,
+            }),
+        ),
+        (
+            "client_renegotiate_tracks_for_a_screen",
+            media(E::RenegotiateTracks {
+                tracks: Some(TrackCounts { audio: 1, video: 2 }),
+                ice_restart: false,
+            }),
+        ),
+        (
+            "client_renegotiate_tracks_ice_restart",
+            media(E::RenegotiateTracks {
+                tracks: None,
+                ice_restart: true,
+            }),
+        ),
+        (
+            "client_send_chat_message",
+            media(E::SendChatMessage {
+                text: "Hello <b>all</b>\nsecond line".into(),
+            }),
+        ),
         (
             "client_update_peer_metadata",
             media(E::UpdatePeerMetadata {
@@ -123,6 +169,30 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
                 id: "p2".into(),
                 peers_in_room: vec![peer("p1", "Ada")],
                 ice_servers: vec![],
+                chat_history: vec![],
+                reconnect_token: None,
+            }),
+        ),
+        (
+            "server_peer_accepted_with_chat_and_token",
+            ServerMessage::media(E::PeerAccepted {
+                id: "p2".into(),
+                peers_in_room: vec![peer("p1", "Ada")],
+                ice_servers: vec![],
+                chat_history: vec![chat(1, "Hi!"), chat(2, "Anyone?")],
+                reconnect_token: Some("b3f1c9a0d5e24f7c8a6b2e1d0c9f8a7b".into()),
+            }),
+        ),
+        (
+            "server_chat_message",
+            ServerMessage::media(E::ChatMessage(chat(3, "Hello <b>all</b>"))),
+        ),
+        (
+            "server_voice_activity",
+            ServerMessage::media(E::VoiceActivity {
+                peer_id: "p1".into(),
+                track_id: "p1:t2".into(),
+                speaking: true,
             }),
         ),
         (
@@ -145,6 +215,8 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
                         credential: Some("3xWzN0nB1vCwdKaXW8xaRv6Qq0c=".into()),
                     },
                 ],
+                chat_history: vec![],
+                reconnect_token: None,
             }),
         ),
         (
@@ -312,6 +384,43 @@ fn oversized_frames_and_fields_are_refused() {
 }
 
 #[test]
+fn chat_and_track_requests_are_checked() {
+    let e = ClientMessage::decode(
+        r#"{"type":"mediaEvent","data":{"type":"sendChatMessage","text":"  "}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidField);
+    assert_eq!(
+        e.to_string(),
+        "invalid field: chat message: must not be empty"
+    );
+    let e = ClientMessage::decode(
+        r#"{"type":"mediaEvent","data":{"type":"renegotiateTracks","tracks":{"audio":4,"video":5}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid field: tracks: asks for 9 tracks, the limit is 8"
+    );
+    let e = ClientMessage::decode(
+        r#"{"type":"mediaEvent","data":{"type":"renegotiateTracks","tracks":{"audio":1,"video":300}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadMessage, "{e}");
+    // Older clients' bare form still means "offer again".
+    assert_eq!(
+        ClientMessage::decode(r#"{"type":"mediaEvent","data":{"type":"renegotiateTracks"}}"#)
+            .unwrap(),
+        ClientMessage::MediaEvent {
+            data: ClientMediaEvent::RenegotiateTracks {
+                tracks: None,
+                ice_restart: false
+            }
+        }
+    );
+}
+
+#[test]
 fn topics() {
     assert_eq!(room_from_topic("room:abc"), Some("abc"));
     assert_eq!(room_from_topic("lobby:abc"), None);
@@ -334,10 +443,22 @@ fn a_full_rooms_join_reply_and_offer_fit_a_client() {
                 .collect(),
         })
         .collect();
+    // The longest chat history: every message at its longest, each character escaped in JSON.
+    let chat_history = (0..MAX_CHAT_HISTORY as u64)
+        .map(|seq| ChatMessage {
+            seq,
+            peer_id: format!("{seq:0>120}"),
+            display_name: "𝄞".repeat(MAX_DISPLAY_NAME_CHARS),
+            text: "\"".repeat(MAX_CHAT_CHARS),
+            sent_at_ms: u64::MAX,
+        })
+        .collect();
     let reply = ServerMessage::media(ServerMediaEvent::PeerAccepted {
         id: "me".into(),
         peers_in_room: peers,
         ice_servers: vec![],
+        chat_history,
+        reconnect_token: Some("t".repeat(MAX_ID_BYTES)),
     })
     .encode();
     assert!(reply.len() > MAX_FRAME_BYTES, "the case worth testing");

@@ -402,7 +402,7 @@ async fn converse(s: &mut Session) -> End {
         match msg {
             Inbound::Ended(end) => return end,
             Inbound::Message(ClientMessage::MediaEvent {
-                data: ClientMediaEvent::Join { metadata },
+                data: ClientMediaEvent::Join { metadata, .. },
             }) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
@@ -428,6 +428,8 @@ async fn converse(s: &mut Session) -> End {
                                 &id,
                                 crate::access::now_unix(),
                             ),
+                            chat_history: Vec::new(),
+                            reconnect_token: None,
                         });
                         let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name);
                         s.police_idle = true;
@@ -508,7 +510,8 @@ fn event_name(e: &ClientMediaEvent) -> &'static str {
         ClientMediaEvent::Join { .. } => "join",
         ClientMediaEvent::SdpAnswer { .. } => "sdpAnswer",
         ClientMediaEvent::Candidate(_) => "candidate",
-        ClientMediaEvent::RenegotiateTracks {} => "renegotiateTracks",
+        ClientMediaEvent::RenegotiateTracks { .. } => "renegotiateTracks",
+        ClientMediaEvent::SendChatMessage { .. } => "sendChatMessage",
         ClientMediaEvent::UpdatePeerMetadata { .. } => "updatePeerMetadata",
         ClientMediaEvent::UpdateTrackMetadata { .. } => "updateTrackMetadata",
         ClientMediaEvent::Leave {} => "leave",
@@ -573,7 +576,8 @@ async fn in_room(
                                     .err().map(|r| (r.code, r.message))
                             }
                             ClientMediaEvent::Candidate(c) => peer.on_remote_candidate(c).await.err().map(|r| (r.code, r.message)),
-                            ClientMediaEvent::RenegotiateTracks {} => {
+                            ClientMediaEvent::SendChatMessage { .. } => Some((ErrorCode::UnexpectedMessage, "chat is not available yet".to_owned())),
+                            ClientMediaEvent::RenegotiateTracks { .. } => {
                                 peer.renegotiate().await?;
                                 None
                             }

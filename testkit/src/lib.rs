@@ -14,9 +14,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    topic_for_room, ClientMediaEvent, ClientMessage, IceCandidate, PeerId, PeerMetadata, SdpType,
-    ServerMediaEvent, ServerMessage, SessionDescription, TrackId, TrackMetadata, TrackSource,
-    PROTOCOL_VERSION,
+    topic_for_room, ChatMessage, ClientMediaEvent, ClientMessage, IceCandidate, PeerId,
+    PeerMetadata, SdpType, ServerMediaEvent, ServerMessage, SessionDescription, TrackId,
+    TrackMetadata, TrackSource, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -144,6 +144,12 @@ pub struct PeerState {
     pub denied: Option<String>,
     /// The close frame (code, reason) or `Some((0, ..))` if the socket ended without one.
     pub closed: Option<(u16, String)>,
+    /// Chat messages: the history from `peerAccepted`, then each `chatMessage`.
+    pub chat: Vec<ChatMessage>,
+    /// Voice activity reports, in order: (track id, speaking).
+    pub voice_activity: Vec<(TrackId, bool)>,
+    /// The reconnect token from `peerAccepted`.
+    pub reconnect_token: Option<String>,
 }
 
 impl PeerState {
@@ -270,29 +276,41 @@ impl TestPeer {
                 metadata: PeerMetadata {
                     display_name: name.to_owned(),
                 },
+                reconnect_token: None,
             },
         })
         .map_err(|_| anyhow!("socket closed"))?;
-        let (id, peers, ice_servers) = match next_server_message(&mut stream).await? {
-            ServerMessage::MediaEvent {
-                data:
-                    ServerMediaEvent::PeerAccepted {
-                        id,
-                        peers_in_room,
-                        ice_servers,
-                    },
-            } => (id, peers_in_room, ice_servers),
-            ServerMessage::MediaEvent {
-                data: ServerMediaEvent::PeerDenied { reason },
-            } => {
-                writer.abort();
-                return Err(JoinError::Denied(reason));
-            }
-            other => return Err(anyhow!("unexpected reply to join: {other:?}").into()),
-        };
+        let (id, peers, ice_servers, chat, reconnect_token) =
+            match next_server_message(&mut stream).await? {
+                ServerMessage::MediaEvent {
+                    data:
+                        ServerMediaEvent::PeerAccepted {
+                            id,
+                            peers_in_room,
+                            ice_servers,
+                            chat_history,
+                            reconnect_token,
+                        },
+                } => (
+                    id,
+                    peers_in_room,
+                    ice_servers,
+                    chat_history,
+                    reconnect_token,
+                ),
+                ServerMessage::MediaEvent {
+                    data: ServerMediaEvent::PeerDenied { reason },
+                } => {
+                    writer.abort();
+                    return Err(JoinError::Denied(reason));
+                }
+                other => return Err(anyhow!("unexpected reply to join: {other:?}").into()),
+            };
 
         let mut initial = PeerState {
             id: Some(id.clone()),
+            chat,
+            reconnect_token,
             ..Default::default()
         };
         for p in peers {
@@ -697,6 +715,10 @@ async fn signal_loop(
             } => state.send_modify(|s| {
                 s.tracks.insert(track_id, (peer_id, track_metadata));
             }),
+            ServerMediaEvent::ChatMessage(m) => state.send_modify(|s| s.chat.push(m)),
+            ServerMediaEvent::VoiceActivity {
+                track_id, speaking, ..
+            } => state.send_modify(|s| s.voice_activity.push((track_id, speaking))),
             ServerMediaEvent::Error { message } => state.send_modify(|s| s.errors.push(message)),
             ServerMediaEvent::PeerAccepted { .. } | ServerMediaEvent::PeerDenied { .. } => {
                 state.send_modify(|s| s.errors.push("unexpected second join reply".into()))

@@ -129,6 +129,7 @@ pub fn room_join(name: &str) -> ClientMessage {
             metadata: PeerMetadata {
                 display_name: name.into(),
             },
+            reconnect_token: None,
         },
     }
 }
