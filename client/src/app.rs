@@ -105,7 +105,10 @@ fn show_landing(root: &Element, prefill: Prefill) {
         }
     };
     match LandingPage::render(root, &prefill, navigate) {
-        Ok(page) => PAGE.with(|p| *p.borrow_mut() = Some(Page::Landing(page))),
+        Ok(page) => {
+            page.start_preview();
+            PAGE.with(|p| *p.borrow_mut() = Some(Page::Landing(page)))
+        }
         Err(e) => log::error(&format!("cannot show the form: {}", log::describe(&e))),
     }
 }

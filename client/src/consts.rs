@@ -28,6 +28,12 @@ pub const DISPLAY_NAME_PARAM: &str = "display_name";
 /// Where the landing form remembers the last display name (so Disconnect leads to a ready form).
 pub const DISPLAY_NAME_STORAGE_KEY: &str = "videoroom.displayName";
 
+/// Where the camera chosen last is remembered (local storage).
+pub const CAMERA_STORAGE_KEY: &str = "videoroom.cameraId";
+
+/// Where the microphone chosen last is remembered (local storage).
+pub const MICROPHONE_STORAGE_KEY: &str = "videoroom.microphoneId";
+
 /// What `getUserMedia` is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaConstraints {

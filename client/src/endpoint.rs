@@ -15,8 +15,8 @@ use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 use js_sys::{Array, Reflect};
 use protocol::{
-    ClientMediaEvent, IceCandidate, PeerId, PeerInfo, PeerMetadata, ServerMediaEvent,
-    SessionDescription, TrackId, TrackMetadata,
+    ChatMessage, ClientMediaEvent, IceCandidate, PeerId, PeerInfo, PeerMetadata, ServerMediaEvent,
+    SessionDescription, TrackCounts, TrackId, TrackMetadata, TrackSource,
 };
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -85,6 +85,13 @@ pub trait EndpointCallbacks {
     fn on_peer_left(&self, peer: &PeerInfo);
     /// Someone changed their metadata.
     fn on_peer_updated(&self, _peer: &PeerInfo) {}
+    /// Chat: the room's recent history (on join, `history`), then each new message (ours
+    /// included).
+    fn on_chat_message(&self, _message: &ChatMessage, _history: bool) {}
+    /// An audio track (ours included) started or stopped carrying speech.
+    fn on_voice_activity(&self, _peer_id: &str, _track_id: &str, _speaking: bool) {}
+    /// The media connection is restarting ICE (true) or is back (false).
+    fn on_ice_restart(&self, _restarting: bool) {}
 }
 
 /// A STUN or TURN server (the protocol's: the server hands them out with `peerAccepted`).
@@ -107,7 +114,8 @@ struct Inner {
     callbacks: Box<dyn EndpointCallbacks>,
     config: EndpointConfig,
     state: RefCell<State>,
-    events: RefCell<Option<UnboundedSender<ServerMediaEvent>>>,
+    /// Events tagged with the session (see `State::session`) they came in.
+    events: RefCell<Option<UnboundedSender<(u32, ServerMediaEvent)>>>,
 }
 
 #[derive(Default)]
@@ -122,18 +130,89 @@ struct State {
     ready_tracks: BTreeMap<TrackId, TrackContext>,
     /// STUN/TURN servers the server gave with `peerAccepted` (credentials for this peer).
     accepted_ice_servers: Vec<IceServer>,
+    /// The token to join again with after losing the socket.
+    reconnect_token: Option<String>,
+    /// Bumped by each rejoin: events and answers of an older session are dropped.
+    session: u32,
+    /// ICE: whether a restart was asked for in this episode, and the pending check.
+    ice: IceWatch,
 }
+
+/// The ICE-restart state of one trouble episode (from `disconnected`/`failed` to connected).
+#[derive(Default)]
+struct IceWatch {
+    restart_sent: bool,
+    timer: Option<Timeout>,
+}
+
+/// A `setTimeout` whose closure it owns; dropping it cancels the timer.
+pub struct Timeout {
+    handle: i32,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timeout {
+    /// Runs `f` once after `ms` milliseconds, unless dropped first.
+    pub fn new(ms: i32, f: impl FnOnce() + 'static) -> Option<Timeout> {
+        let mut f = Some(f);
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            if let Some(f) = f.take() {
+                f();
+            }
+        });
+        let handle = web_sys::window()?
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                callback.as_ref().unchecked_ref(),
+                ms,
+            )
+            .ok()?;
+        Some(Timeout {
+            handle,
+            _callback: callback,
+        })
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        if let Some(w) = web_sys::window() {
+            w.clear_timeout_with_handle(self.handle);
+        }
+    }
+}
+
+/// How long ICE may stay `disconnected` before a restart is asked for.
+const ICE_DISCONNECTED_GRACE_MS: i32 = 2_000;
 
 struct RemotePeer {
     info: PeerInfo,
+    /// The peer's camera and microphone, in one stream.
     stream: Option<MediaStream>,
+    /// Each screen track in a stream of its own (a second video in the camera's stream would
+    /// not play), by track id.
+    screens: BTreeMap<TrackId, MediaStream>,
+}
+
+impl RemotePeer {
+    fn new(info: PeerInfo) -> RemotePeer {
+        RemotePeer {
+            info,
+            stream: None,
+            screens: BTreeMap::new(),
+        }
+    }
 }
 
 struct LocalTrack {
+    /// The id the server knows the track by: the first `MediaStreamTrack`'s id, kept when a
+    /// device switch replaces the track.
+    id: String,
     track: MediaStreamTrack,
     stream: MediaStream,
     metadata: TrackMetadata,
     mid: Option<String>,
+    /// Whether an answer has told the server about it (metadata updates may then be sent).
+    announced: bool,
 }
 
 /// The peer connection and the handlers attached to it; dropping it detaches them and closes
@@ -177,7 +256,7 @@ impl Drop for PeerConnection {
 impl WebRtcEndpoint {
     /// An endpoint reporting to `callbacks`. Nothing happens until [`join`](Self::join).
     pub fn new(config: EndpointConfig, callbacks: impl EndpointCallbacks + 'static) -> Self {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = unbounded::<(u32, ServerMediaEvent)>();
         let inner = Rc::new(Inner {
             callbacks: Box::new(callbacks),
             config,
@@ -207,9 +286,177 @@ impl WebRtcEndpoint {
 
     /// Hands a media event from the server to the endpoint (handled in order, asynchronously).
     pub fn receive_media_event(&self, event: ServerMediaEvent) {
+        let session = self.inner.state.borrow().session;
         if let Some(events) = self.inner.events.borrow().as_ref() {
-            let _ = events.unbounded_send(event);
+            let _ = events.unbounded_send((session, event));
         }
+    }
+
+    /// Joins again after the socket was lost (on a new socket, channel joined): drops the peer
+    /// connection and what it received, and sends `join` with the reconnect token. Local tracks
+    /// stay and are published again on the new connection, with their metadata (mute state).
+    pub fn rejoin(&self, metadata: PeerMetadata) {
+        let (token, pc) = {
+            let mut s = self.inner.state.borrow_mut();
+            if s.left {
+                return;
+            }
+            s.session += 1;
+            s.join_sent = true;
+            s.local_peer_id = None;
+            s.negotiation = Negotiation::default();
+            s.ready_tracks.clear();
+            s.ice = IceWatch::default();
+            for t in &mut s.local_tracks {
+                t.mid = None;
+                t.announced = false;
+            }
+            (s.reconnect_token.clone(), s.pc.take())
+        };
+        // The peers stay until the new peerAccepted says who is still there.
+        drop(pc);
+        self.inner
+            .callbacks
+            .on_send_media_event(ClientMediaEvent::Join {
+                metadata,
+                reconnect_token: token,
+            });
+    }
+
+    /// Sets a local track's `muted` (by its id, see [`local_track_id`](Self::local_track_id))
+    /// and tells the server once it knows the track (until then the next answer carries it).
+    pub fn set_track_muted(&self, local_id: &str, muted: bool) {
+        let update = {
+            let mut s = self.inner.state.borrow_mut();
+            let Some(t) = s.local_tracks.iter_mut().find(|t| t.id == local_id) else {
+                return;
+            };
+            t.metadata.muted = muted;
+            t.announced.then(|| t.metadata.clone())
+        };
+        if let Some(track_metadata) = update {
+            self.inner
+                .callbacks
+                .on_send_media_event(ClientMediaEvent::UpdateTrackMetadata {
+                    track_id: local_id.to_owned(),
+                    track_metadata,
+                });
+        }
+    }
+
+    /// The id of our published track from `source`, if any.
+    pub fn local_track_id(&self, source: TrackSource) -> Option<String> {
+        let s = self.inner.state.borrow();
+        s.local_tracks
+            .iter()
+            .find(|t| t.metadata.source == source)
+            .map(|t| t.id.clone())
+    }
+
+    /// The metadata of our published track `local_id`.
+    pub fn local_track_metadata(&self, local_id: &str) -> Option<TrackMetadata> {
+        let s = self.inner.state.borrow();
+        s.local_tracks
+            .iter()
+            .find(|t| t.id == local_id)
+            .map(|t| t.metadata.clone())
+    }
+
+    /// Publishes a screen track: asks the server for one more video m-line
+    /// (`renegotiateTracks {tracks}`); the next offer's free one carries it. Returns its id.
+    pub fn add_screen_track(&self, track: &MediaStreamTrack, stream: &MediaStream) -> String {
+        let counts = {
+            let mut s = self.inner.state.borrow_mut();
+            s.local_tracks.push(LocalTrack {
+                id: track.id(),
+                track: Clone::clone(track),
+                stream: Clone::clone(stream),
+                metadata: TrackMetadata {
+                    source: TrackSource::Screen,
+                    muted: false,
+                },
+                mid: None,
+                announced: false,
+            });
+            track_counts(&s.local_tracks)
+        };
+        self.inner
+            .callbacks
+            .on_send_media_event(ClientMediaEvent::RenegotiateTracks {
+                tracks: Some(counts),
+                ice_restart: false,
+            });
+        track.id()
+    }
+
+    /// Stops publishing a local track (a screen share): its sender sends nothing, its m-line
+    /// is free again, and the next answer no longer maps it, so the server unpublishes it.
+    pub fn remove_track(&self, local_id: &str) {
+        let (mid, pc) = {
+            let mut s = self.inner.state.borrow_mut();
+            let Some(i) = s.local_tracks.iter().position(|t| t.id == local_id) else {
+                return;
+            };
+            let removed = s.local_tracks.remove(i);
+            if let Some(mid) = &removed.mid {
+                s.negotiation.release_uplink(mid);
+            }
+            (removed.mid, s.pc.as_ref().map(|p| p.pc.clone()))
+        };
+        if let (Some(mid), Some(pc)) = (&mid, &pc) {
+            if let Some(t) = transceiver_by_mid(pc, mid) {
+                // Resolves at once for a null track; nothing to wait for.
+                let _ = t.sender().replace_track(None);
+            }
+        }
+        if mid.is_some() {
+            self.inner
+                .callbacks
+                .on_send_media_event(ClientMediaEvent::RenegotiateTracks {
+                    tracks: None,
+                    ice_restart: false,
+                });
+        }
+    }
+
+    /// Sends `track` instead of the local track `local_id` (another camera or microphone),
+    /// without renegotiating: the server keeps seeing the same track.
+    pub async fn replace_track(
+        &self,
+        local_id: &str,
+        track: &MediaStreamTrack,
+        stream: &MediaStream,
+    ) -> Result<(), JsValue> {
+        let (mid, pc) = {
+            let mut s = self.inner.state.borrow_mut();
+            let Some(t) = s.local_tracks.iter_mut().find(|t| t.id == local_id) else {
+                return Err(JsValue::from_str("no such local track"));
+            };
+            t.track = Clone::clone(track);
+            t.stream = Clone::clone(stream);
+            (t.mid.clone(), s.pc.as_ref().map(|p| p.pc.clone()))
+        };
+        if let (Some(mid), Some(pc)) = (mid, pc) {
+            if let Some(t) = transceiver_by_mid(&pc, &mid) {
+                JsFuture::from(t.sender().replace_track(Some(track))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The server track received on `mid` (statistics name tracks by mid).
+    pub fn remote_track_of_mid(&self, mid: &str) -> Option<TrackId> {
+        self.inner
+            .state
+            .borrow()
+            .negotiation
+            .remote_track(mid)
+            .cloned()
+    }
+
+    /// The reconnect token from `peerAccepted`, if the server gave one.
+    pub fn reconnect_token(&self) -> Option<String> {
+        self.inner.state.borrow().reconnect_token.clone()
     }
 
     /// Publishes a local track. Tracks added before the server's first offer ride on it;
@@ -226,11 +473,13 @@ impl WebRtcEndpoint {
                 return;
             }
             s.local_tracks.push(LocalTrack {
+                id: track.id(),
                 // `Clone::clone`: web-sys's inherent `clone()` would make a new MediaStream(Track).
                 track: Clone::clone(track),
                 stream: Clone::clone(stream),
                 metadata,
                 mid: None,
+                announced: false,
             });
             s.negotiation.offers_received() > 0
         };
@@ -253,6 +502,7 @@ impl WebRtcEndpoint {
                 return;
             }
             s.left = true;
+            s.ice = IceWatch::default();
             s.peers.clear();
             s.ready_tracks.clear();
             s.local_tracks.clear();
@@ -295,15 +545,36 @@ impl WebRtcEndpoint {
     }
 }
 
-fn spawn_event_loop(inner: Weak<Inner>, mut events: UnboundedReceiver<ServerMediaEvent>) {
+fn spawn_event_loop(inner: Weak<Inner>, mut events: UnboundedReceiver<(u32, ServerMediaEvent)>) {
     spawn_local(async move {
-        while let Some(event) = events.next().await {
+        while let Some((session, event)) = events.next().await {
             let Some(inner) = inner.upgrade() else {
                 break;
             };
+            // An event from a socket given up on (queued before a rejoin) means nothing now.
+            if session != inner.state.borrow().session {
+                continue;
+            }
             Inner::handle(&inner, event).await;
         }
     });
+}
+
+/// How many local tracks of each kind there are (the uplink m-lines wanted).
+fn track_counts(tracks: &[LocalTrack]) -> TrackCounts {
+    let audio = tracks.iter().filter(|t| t.track.kind() == "audio").count();
+    let video = tracks.len() - audio;
+    TrackCounts {
+        audio: u8::try_from(audio).unwrap_or(u8::MAX),
+        video: u8::try_from(video).unwrap_or(u8::MAX),
+    }
+}
+
+fn transceiver_by_mid(pc: &RtcPeerConnection, mid: &str) -> Option<RtcRtpTransceiver> {
+    pc.get_transceivers()
+        .iter()
+        .filter_map(|t| t.dyn_into::<RtcRtpTransceiver>().ok())
+        .find(|t| t.mid().as_deref() == Some(mid))
 }
 
 impl Inner {
@@ -321,8 +592,15 @@ impl Inner {
                 id,
                 peers_in_room,
                 ice_servers,
-                ..
-            } => Inner::accepted(this, id, peers_in_room, ice_servers),
+                chat_history,
+                reconnect_token,
+            } => {
+                this.state.borrow_mut().reconnect_token = reconnect_token;
+                Inner::accepted(this, id, peers_in_room, ice_servers);
+                for m in &chat_history {
+                    this.callbacks.on_chat_message(m, true);
+                }
+            }
             ServerMediaEvent::PeerDenied { reason } => this.callbacks.on_join_error(&reason),
             ServerMediaEvent::PeerJoined { peer } => this.peer_joined(peer),
             ServerMediaEvent::PeerLeft { peer_id } => this.peer_left(&peer_id),
@@ -364,6 +642,7 @@ impl Inner {
                     let mut metadata = BTreeMap::new();
                     if let Some(peer) = s.peers.get_mut(&peer_id) {
                         for id in &track_ids {
+                            peer.screens.remove(id);
                             if let Some(m) = peer.info.track_id_to_metadata.remove(id) {
                                 metadata.insert(id.clone(), m);
                             }
@@ -413,8 +692,14 @@ impl Inner {
                 };
                 this.callbacks.on_track_updated(&ctx);
             }
-            // Chat and voice activity are handled by the room (issue 9, in progress).
-            ServerMediaEvent::ChatMessage(_) | ServerMediaEvent::VoiceActivity { .. } => {}
+            ServerMediaEvent::ChatMessage(m) => this.callbacks.on_chat_message(&m, false),
+            ServerMediaEvent::VoiceActivity {
+                peer_id,
+                track_id,
+                speaking,
+            } => this
+                .callbacks
+                .on_voice_activity(&peer_id, &track_id, speaking),
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,
@@ -467,19 +752,22 @@ impl Inner {
                 return;
             }
         };
-        {
+        let gone: Vec<PeerInfo> = {
             let mut s = this.state.borrow_mut();
             s.pc = Some(pc);
             s.local_peer_id = Some(id.clone());
+            // After a rejoin: those no longer there left meanwhile; everyone's media comes anew.
+            let old = std::mem::take(&mut s.peers);
             for p in &peers_in_room {
-                s.peers.insert(
-                    p.id.clone(),
-                    RemotePeer {
-                        info: p.clone(),
-                        stream: None,
-                    },
-                );
+                s.peers.insert(p.id.clone(), RemotePeer::new(p.clone()));
             }
+            old.into_values()
+                .filter(|p| !s.peers.contains_key(&p.info.id))
+                .map(|p| p.info)
+                .collect()
+        };
+        for p in &gone {
+            this.callbacks.on_peer_left(p);
         }
         this.callbacks.on_join_success(&id, &peers_in_room);
         for p in &peers_in_room {
@@ -500,13 +788,8 @@ impl Inner {
                 log::warn(&format!("peerJoined again for {}", peer.id));
                 known.info = peer.clone();
             } else {
-                s.peers.insert(
-                    peer.id.clone(),
-                    RemotePeer {
-                        info: peer.clone(),
-                        stream: None,
-                    },
-                );
+                s.peers
+                    .insert(peer.id.clone(), RemotePeer::new(peer.clone()));
             }
         }
         self.callbacks.on_peer_joined(&peer);
@@ -546,11 +829,12 @@ impl Inner {
         offer: SessionDescription,
         mid_to_track_id: BTreeMap<String, TrackId>,
     ) -> Result<(), JsValue> {
-        let pc = {
+        let (pc, session) = {
             let mut s = self.state.borrow_mut();
             let Some(pc) = s.pc.as_ref().map(|p| p.pc.clone()) else {
                 return Err(JsValue::from_str("an offer arrived before peerAccepted"));
             };
+            s.negotiation.offer_sdp(&offer.sdp);
             log::info(&format!(
                 "offer {} ({} remote tracks)",
                 s.negotiation.offers_received() + 1,
@@ -558,7 +842,7 @@ impl Inner {
             ));
             // Recorded before applying: ontrack fires during setRemoteDescription.
             s.negotiation.offer_received(mid_to_track_id);
-            pc
+            (pc, s.session)
         };
         let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
         remote.set_sdp(&offer.sdp);
@@ -582,19 +866,24 @@ impl Inner {
         let local = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
         local.set_sdp(&sdp);
         JsFuture::from(pc.set_local_description(&local)).await?;
-        if self.has_left() {
+        if self.has_left() || self.state.borrow().session != session {
+            // Left, or rejoined meanwhile: this answer belongs to a connection that is gone.
             return Ok(());
         }
         let sdp = pc.local_description().map(|d| d.sdp()).unwrap_or(sdp);
 
         let (track_id_to_track_metadata, mid_to_track_id) = {
-            let s = self.state.borrow();
-            s.negotiation.answer_maps(|id| {
+            let mut s = self.state.borrow_mut();
+            let maps = s.negotiation.answer_maps(|id| {
                 s.local_tracks
                     .iter()
-                    .find(|t| t.track.id() == id)
+                    .find(|t| t.id == id)
                     .map(|t| t.metadata.clone())
-            })
+            });
+            for t in s.local_tracks.iter_mut().filter(|t| t.mid.is_some()) {
+                t.announced = true;
+            }
+            maps
         };
         self.callbacks
             .on_send_media_event(ClientMediaEvent::SdpAnswer {
@@ -635,7 +924,7 @@ impl Inner {
                 });
                 match slot {
                     Some((t, mid)) => {
-                        negotiation.assign_uplink(&mid, &local.track.id());
+                        negotiation.assign_uplink(&mid, &local.id);
                         local.mid = Some(mid);
                         plan.push((t, Clone::clone(&local.track), Clone::clone(&local.stream)));
                     }
@@ -676,6 +965,13 @@ impl Inner {
                 return;
             };
             let track = event.track();
+            let metadata = s
+                .peers
+                .get(&peer_id)
+                .and_then(|p| p.info.track_id_to_metadata.get(&track_id).cloned());
+            let is_screen = metadata
+                .as_ref()
+                .is_some_and(|m| m.source == TrackSource::Screen);
             // The browser's stream is the publisher's when the offer's msid says so; a reused
             // transceiver may still carry an older publisher's msid, so then (or with no msid)
             // the peer's tracks are gathered in a stream of our own.
@@ -685,31 +981,42 @@ impl Inner {
                 .dyn_into::<MediaStream>()
                 .ok()
                 .filter(|s| s.id() == peer_id);
-            // A reused receiver track leaves the stream of the peer it served before.
-            for (id, other) in s.peers.iter() {
-                if *id != peer_id {
-                    if let Some(old) = &other.stream {
-                        old.remove_track(&track);
-                    }
+            let peer = s.peers.get(&peer_id);
+            // Once a peer has a stream it keeps it: re-attaching would blank its video. A
+            // screen gets a stream of its own, never the camera's.
+            let existing = peer.and_then(|p| {
+                if is_screen {
+                    p.screens.get(&track_id).cloned()
+                } else {
+                    p.stream.clone()
                 }
-            }
-            let peer = s.peers.get_mut(&peer_id);
-            // Once a peer has a stream it keeps it: re-attaching would blank its video.
-            let stream = match (peer.as_ref().and_then(|p| p.stream.clone()), given) {
+            });
+            let stream = match (existing, given) {
                 (Some(existing), _) => existing,
-                (None, Some(given)) => given,
-                (None, None) => match MediaStream::new() {
+                (None, Some(given)) if !is_screen => given,
+                _ => match MediaStream::new() {
                     Ok(s) => s,
                     Err(_) => return,
                 },
             };
+            // A reused receiver track leaves the stream it was in before.
+            for other in s.peers.values() {
+                for old in other.stream.iter().chain(other.screens.values()) {
+                    if !js_sys::Object::is(old, &stream) {
+                        old.remove_track(&track);
+                    }
+                }
+            }
             if stream.get_track_by_id(&track.id()).is_none() {
                 stream.add_track(&track);
             }
-            let metadata = peer.and_then(|p| {
-                p.stream = Some(Clone::clone(&stream));
-                p.info.track_id_to_metadata.get(&track_id).cloned()
-            });
+            if let Some(p) = s.peers.get_mut(&peer_id) {
+                if is_screen {
+                    p.screens.insert(track_id.clone(), Clone::clone(&stream));
+                } else {
+                    p.stream = Some(Clone::clone(&stream));
+                }
+            }
             log::info(&format!(
                 "media of {track_id} ({}) on mid {}, stream {}",
                 track.kind(),
@@ -747,19 +1054,73 @@ impl Inner {
             }));
     }
 
-    fn on_ice_state(&self) {
+    /// ICE trouble: `disconnected` for more than 2 s, or `failed`, asks the server for an ICE
+    /// restart (once per episode); `failed` after that is reported.
+    fn on_ice_state(self: &Rc<Self>) {
         let state = {
             let s = self.state.borrow();
             s.pc.as_ref().map(|p| p.pc.ice_connection_state())
         };
-        if let Some(state) = state {
-            log::info(&format!("ICE connection state: {state:?}"));
-            if state == RtcIceConnectionState::Failed {
-                self.callbacks.on_connection_error(
-                    "The media connection to the server failed (ICE); check your network",
-                );
+        let Some(state) = state else { return };
+        log::info(&format!("ICE connection state: {state:?}"));
+        match state {
+            RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => {
+                let was_restarting = {
+                    let mut s = self.state.borrow_mut();
+                    std::mem::take(&mut s.ice).restart_sent
+                };
+                if was_restarting {
+                    self.callbacks.on_ice_restart(false);
+                }
             }
+            RtcIceConnectionState::Disconnected => {
+                let weak = Rc::downgrade(self);
+                let timer = Timeout::new(ICE_DISCONNECTED_GRACE_MS, move || {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.state.borrow_mut().ice.timer = None;
+                        let still = inner.state.borrow().pc.as_ref().map(|p| {
+                            p.pc.ice_connection_state() == RtcIceConnectionState::Disconnected
+                        });
+                        if still == Some(true) {
+                            inner.restart_ice();
+                        }
+                    }
+                });
+                let mut s = self.state.borrow_mut();
+                if s.ice.timer.is_none() && !s.ice.restart_sent {
+                    s.ice.timer = timer;
+                }
+            }
+            RtcIceConnectionState::Failed => {
+                if self.state.borrow().ice.restart_sent {
+                    self.callbacks.on_connection_error(
+                        "The media connection to the server failed (ICE); check your network",
+                    );
+                } else {
+                    self.restart_ice();
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// Asks the server for an offer with new ICE credentials (once per episode).
+    fn restart_ice(&self) {
+        {
+            let mut s = self.state.borrow_mut();
+            if s.left || s.ice.restart_sent {
+                return;
+            }
+            s.ice.restart_sent = true;
+            s.ice.timer = None;
+        }
+        log::warn("ICE is in trouble: asking the server for an ICE restart");
+        self.callbacks.on_ice_restart(true);
+        self.callbacks
+            .on_send_media_event(ClientMediaEvent::RenegotiateTracks {
+                tracks: None,
+                ice_restart: true,
+            });
     }
 }
 

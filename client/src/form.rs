@@ -39,8 +39,9 @@ pub fn validate_form(room_name: &str, display_name: &str) -> Result<JoinRequest,
     })
 }
 
-/// "room name: must not be empty" → "Room name must not be empty."
-fn message(e: &ValidationError) -> String {
+/// A validation error for a person: "room name: must not be empty" → "Room name must not be
+/// empty."
+pub fn message(e: &ValidationError) -> String {
     let mut field = e.field.chars();
     let first = field.next().map(|c| c.to_uppercase().to_string());
     format!(

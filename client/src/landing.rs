@@ -1,11 +1,18 @@
 //! The landing page: a form with the room name and display name and a Join button. It checks
 //! both with the protocol's rules and navigates to `/room/<name>?display_name=<name>`.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Element, HtmlElement, HtmlFormElement, HtmlInputElement, SubmitEvent};
+use web_sys::{
+    Element, HtmlElement, HtmlFormElement, HtmlInputElement, HtmlMediaElement, HtmlSelectElement,
+    SubmitEvent,
+};
 
-use crate::consts::DISPLAY_NAME_STORAGE_KEY;
+use crate::consts::{DISPLAY_NAME_STORAGE_KEY, MEDIA_CONSTRAINTS};
+use crate::devices::Preview;
 use crate::form::{validate_form, FormErrors};
 use crate::log;
 use crate::routing::room_url;
@@ -31,6 +38,15 @@ const LANDING_PAGE: &str = r#"<main class="landing">
           placeholder="Your name" aria-describedby="display_name-error">
         <p id="display_name-error" class="field-error" hidden></p>
       </div>
+      <video id="preview" class="landing-preview" autoplay muted playsinline></video>
+      <div class="field">
+        <label for="camera-select">Camera</label>
+        <select id="camera-select" name="camera"></select>
+      </div>
+      <div class="field">
+        <label for="microphone-select">Microphone</label>
+        <select id="microphone-select" name="microphone"></select>
+      </div>
       <button id="join" class="button button-primary" type="submit">Join</button>
     </form>
     <p class="hint">Letters, digits, '-', '_' and '.' in room names; share the room's address to invite others.</p>
@@ -51,6 +67,8 @@ pub struct Prefill {
 /// The rendered landing page; owns its submit handler.
 pub struct LandingPage {
     form: HtmlFormElement,
+    root: Element,
+    preview: Rc<RefCell<Option<Preview>>>,
     _on_submit: Closure<dyn FnMut(SubmitEvent)>,
 }
 
@@ -78,12 +96,18 @@ impl LandingPage {
         };
 
         let page = root.clone();
+        let preview: Rc<RefCell<Option<Preview>>> = Rc::default();
+        let previewing = preview.clone();
         let on_submit = Closure::<dyn FnMut(SubmitEvent)>::new(move |e: SubmitEvent| {
             e.prevent_default();
             match validate_form(&room.value(), &name.value()) {
                 Ok(request) => {
                     show_errors(&page, &FormErrors::default());
                     remember_display_name(&request.display_name);
+                    // The room opens the camera again: let go of the preview's first.
+                    if let Some(p) = previewing.borrow_mut().take() {
+                        p.stop();
+                    }
                     navigate(&room_url(&request));
                 }
                 Err(errors) => show_errors(&page, &errors),
@@ -92,8 +116,23 @@ impl LandingPage {
         form.set_onsubmit(Some(on_submit.as_ref().unchecked_ref()));
         Ok(LandingPage {
             form,
+            root: root.clone(),
+            preview,
             _on_submit: on_submit,
         })
+    }
+
+    /// Shows the camera preview and fills the device lists (after the permission prompt).
+    pub fn start_preview(&self) {
+        let (Ok(video), Ok(camera), Ok(microphone)) = (
+            find::<HtmlMediaElement>(&self.root, "#preview"),
+            find::<HtmlSelectElement>(&self.root, "#camera-select"),
+            find::<HtmlSelectElement>(&self.root, "#microphone-select"),
+        ) else {
+            return;
+        };
+        *self.preview.borrow_mut() =
+            Some(Preview::start(video, camera, microphone, MEDIA_CONSTRAINTS));
     }
 
     /// The form element.

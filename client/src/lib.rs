@@ -9,19 +9,31 @@
 //!   bookkeeping (which mid carries what);
 //! - [`access`] keeps a shared link's join token for its room;
 //! - [`socket`] owns the WebSocket and its handlers; [`media`] gets the camera and microphone;
-//! - [`room_ui`] holds the DOM helpers; [`consts`] the tutorial's constants; [`routing`] parses URLs.
+//! - [`room_ui`] holds the DOM helpers; [`consts`] the tutorial's constants; [`routing`] parses URLs;
+//! - [`controls`] the control bar and shortcuts; [`chat`] the chat panel; [`screen`] screen
+//!   sharing; [`stats`] connection-quality arithmetic (pure), [`monitor`] samples it;
+//!   [`devices`] lists, remembers and switches cameras and microphones; [`reconnect`] when to
+//!   retry a lost socket.
 //!
 //! Only the pure modules build on the host; everything touching the browser is wasm-only.
 
 pub mod consts;
 pub mod form;
 pub mod negotiation;
+pub mod reconnect;
 pub mod routing;
+pub mod stats;
 
 #[cfg(target_arch = "wasm32")]
 pub mod access;
 #[cfg(target_arch = "wasm32")]
 pub mod app;
+#[cfg(target_arch = "wasm32")]
+pub mod chat;
+#[cfg(target_arch = "wasm32")]
+pub mod controls;
+#[cfg(target_arch = "wasm32")]
+pub mod devices;
 #[cfg(target_arch = "wasm32")]
 pub mod endpoint;
 #[cfg(target_arch = "wasm32")]
@@ -31,9 +43,13 @@ pub mod log;
 #[cfg(target_arch = "wasm32")]
 pub mod media;
 #[cfg(target_arch = "wasm32")]
+pub mod monitor;
+#[cfg(target_arch = "wasm32")]
 pub mod room;
 #[cfg(target_arch = "wasm32")]
 pub mod room_ui;
+#[cfg(target_arch = "wasm32")]
+pub mod screen;
 #[cfg(target_arch = "wasm32")]
 pub mod socket;
 

@@ -15,6 +15,9 @@ pub enum MediaSource {
     /// Any function returning a `Promise<MediaStream>` (another capture API, or a test's
     /// injected failure).
     Custom(Box<dyn Fn() -> Promise>),
+    /// `getUserMedia` with these constraints and the camera and microphone chosen last, if
+    /// they are still there (the room page's).
+    Preferred(MediaConstraints),
 }
 
 impl Default for MediaSource {
@@ -35,6 +38,9 @@ impl MediaSource {
                 devices.get_user_media_with_constraints(&to_js(constraints))?
             }
             MediaSource::Custom(get) => get(),
+            MediaSource::Preferred(constraints) => {
+                return crate::devices::get_preferred(constraints).await;
+            }
         };
         JsFuture::from(promise).await?.dyn_into::<MediaStream>()
     }

@@ -36,6 +36,9 @@ pub enum CandidateFate {
 #[derive(Debug, Default)]
 pub struct Negotiation {
     remote_mids: BTreeMap<String, TrackId>,
+    /// Mids the latest offer says the server only receives on (`a=recvonly`): the uplink
+    /// m-lines. Idle downlink slots are `a=inactive` and must not be taken for the uplink.
+    recvonly_mids: Option<Vec<String>>,
     uplink: BTreeMap<String, String>,
     remote_description_set: bool,
     pending_candidates: Vec<IceCandidate>,
@@ -47,6 +50,17 @@ impl Negotiation {
     pub fn offer_received(&mut self, mid_to_track_id: BTreeMap<String, TrackId>) {
         self.remote_mids = mid_to_track_id;
         self.offers += 1;
+    }
+
+    /// Records the offer's SDP: which of its m-lines the server only receives on.
+    pub fn offer_sdp(&mut self, sdp: &str) {
+        self.recvonly_mids = Some(recvonly_mids(sdp));
+    }
+
+    /// Forgets that `mid` carries a local track (it stopped: a screen share ended); the
+    /// m-line may carry another local track later.
+    pub fn release_uplink(&mut self, mid: &str) {
+        self.uplink.remove(mid);
     }
 
     /// How many offers have been received.
@@ -62,7 +76,11 @@ impl Negotiation {
     /// Whether `mid` may carry a local track: the server does not send on it and no local
     /// track uses it yet.
     pub fn is_free_uplink(&self, mid: &str) -> bool {
-        !self.remote_mids.contains_key(mid) && !self.uplink.contains_key(mid)
+        let receives = self
+            .recvonly_mids
+            .as_ref()
+            .is_none_or(|mids| mids.iter().any(|m| m == mid));
+        receives && !self.remote_mids.contains_key(mid) && !self.uplink.contains_key(mid)
     }
 
     /// Records that the local track `local_track_id` is sent on `mid`.
@@ -112,6 +130,32 @@ impl Negotiation {
     }
 }
 
+/// The mids of an SDP's m-sections marked `a=recvonly`.
+pub fn recvonly_mids(sdp: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // Each m-section: its mid and whether it is recvonly, pushed when the next one starts.
+    let mut section: Option<(Option<String>, bool)> = None;
+    let mut flush = |section: &mut Option<(Option<String>, bool)>| {
+        if let Some((Some(mid), true)) = section.take() {
+            out.push(mid);
+        }
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            flush(&mut section);
+            section = Some((None, false));
+        } else if let Some((mid, recvonly)) = section.as_mut() {
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                *mid = Some(m.to_owned());
+            } else if line == "a=recvonly" {
+                *recvonly = true;
+            }
+        }
+    }
+    flush(&mut section);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +194,23 @@ mod tests {
         assert_eq!(n.remote_track("2").map(String::as_str), Some("p2:b"));
         assert_eq!(n.offers_received(), 2);
         assert_eq!(n.uplink().get("0").map(String::as_str), Some("local-audio"));
+    }
+
+    #[test]
+    fn only_recvonly_m_lines_are_uplink() {
+        let sdp = "v=0\r\nm=audio 9 UDP 111\r\na=mid:0\r\na=recvonly\r\nm=video 9 UDP 96\r\n\
+                   a=mid:1\r\na=recvonly\r\nm=video 9 UDP 96\r\na=mid:2\r\na=inactive\r\n\
+                   m=audio 9 UDP 111\r\na=sendonly\r\na=mid:3\r\n";
+        assert_eq!(recvonly_mids(sdp), vec!["0", "1"]);
+        let mut n = Negotiation::default();
+        n.offer_received(BTreeMap::from([("3".into(), "p1:a".into())]));
+        n.offer_sdp(sdp);
+        assert!(n.is_free_uplink("1"));
+        assert!(!n.is_free_uplink("2"), "an idle downlink slot is not ours");
+        n.assign_uplink("1", "screen");
+        assert!(!n.is_free_uplink("1"));
+        n.release_uplink("1");
+        assert!(n.is_free_uplink("1"), "a stopped share frees its m-line");
     }
 
     #[test]

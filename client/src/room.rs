@@ -7,23 +7,31 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use protocol::{
-    topic_for_room, ClientMediaEvent, ClientMessage, PeerId, PeerInfo, PeerMetadata, ServerMessage,
-    PROTOCOL_VERSION,
+    topic_for_room, ChatMessage, ClientMediaEvent, ClientMessage, PeerId, PeerInfo, PeerMetadata,
+    ServerMessage, TrackSource, PROTOCOL_VERSION,
 };
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Element, MediaStream, MouseEvent, RtcPeerConnection, WebSocket};
 
+use crate::chat::Chat;
 use crate::consts::{
     CONNECTION_ERROR, DISPLAY_NAME_PARAM, LOCAL_LABEL, LOCAL_PEER_ID, MEDIA_ERROR, PEER_DENIED,
     SOCKET_PATH,
 };
-use crate::endpoint::{EndpointCallbacks, EndpointConfig, IceServer, TrackContext, WebRtcEndpoint};
+use crate::controls::{Control, Controls};
+use crate::devices::{self, DeviceKind, DeviceSelect};
+use crate::endpoint::{
+    EndpointCallbacks, EndpointConfig, IceServer, Timeout, TrackContext, WebRtcEndpoint,
+};
 use crate::form::validate_form;
 use crate::log;
 use crate::media::{self, MediaSource};
-use crate::room_ui::RoomUi;
+use crate::monitor::StatsMonitor;
+use crate::reconnect;
+use crate::room_ui::{screen_id, RoomUi, TileFlag};
 use crate::routing::room_from_path;
+use crate::screen::{self, ScreenShare};
 use crate::socket::{Socket, SocketEvent};
 
 /// Why the room could not be set up or joined.
@@ -99,6 +107,27 @@ struct RoomInner {
     disconnect_click: RefCell<Option<ClickHandler>>,
     sound_click: RefCell<Option<ClickHandler>>,
     on_disconnect: Option<Box<dyn Fn()>>,
+    controls: RefCell<Option<Controls>>,
+    chat: RefCell<Option<Chat>>,
+    screen: RefCell<Option<ScreenShare>>,
+    monitor: RefCell<Option<StatsMonitor>>,
+    device_selects: RefCell<Vec<DeviceSelect>>,
+    /// A screen is being asked for (the browser's picker is open).
+    screen_pending: Cell<bool>,
+    mic_muted: Cell<bool>,
+    camera_muted: Cell<bool>,
+    /// Set while the socket is being reconnected after a loss.
+    reconnect: RefCell<Option<Reconnect>>,
+}
+
+/// A reconnection in progress.
+struct Reconnect {
+    /// When the socket was lost (`Date.now()`).
+    since_ms: f64,
+    /// Attempts started so far.
+    attempts: u32,
+    /// The next attempt's start, or the running attempt's deadline.
+    timer: Option<Timeout>,
 }
 
 impl Room {
@@ -151,7 +180,7 @@ impl Room {
             room_name: request.room_name,
             display_name: request.display_name,
             root,
-            media: MediaSource::default(),
+            media: MediaSource::Preferred(crate::consts::MEDIA_CONSTRAINTS),
             ice_servers: Vec::new(),
             on_disconnect: Some(Box::new(move || {
                 // Reload the room's address without the name: a ready form for this room.
@@ -195,6 +224,15 @@ impl Room {
                 disconnect_click: RefCell::default(),
                 sound_click: RefCell::default(),
                 on_disconnect: options.on_disconnect,
+                controls: RefCell::default(),
+                chat: RefCell::default(),
+                screen: RefCell::default(),
+                monitor: RefCell::default(),
+                device_selects: RefCell::default(),
+                screen_pending: Cell::new(false),
+                mic_muted: Cell::new(false),
+                camera_muted: Cell::new(false),
+                reconnect: RefCell::default(),
             }
         });
         Ok(Room { inner })
@@ -263,6 +301,23 @@ impl Room {
         let sound = ClickHandler::new(move |_: MouseEvent| ui.play_all_audio());
         r.ui.setup_sound_button(Some(sound.as_ref().unchecked_ref()));
         *r.sound_click.borrow_mut() = Some(sound);
+        let weak = Rc::downgrade(r);
+        *r.controls.borrow_mut() = Some(Controls::attach(&r.ui, move |control| {
+            if let Some(room) = weak.upgrade() {
+                room.on_control(control);
+            }
+        }));
+        let weak = Rc::downgrade(r);
+        *r.chat.borrow_mut() = Some(Chat::attach(&r.ui, move |text| {
+            weak.upgrade().is_some_and(|room| room.send_chat(text))
+        }));
+        r.setup_device_selects();
+        let weak = Rc::downgrade(r);
+        *r.monitor.borrow_mut() = StatsMonitor::start(&r.ui, &r.endpoint, move |peer_id| {
+            weak.upgrade()
+                .map(|room| room.display_name_of(peer_id))
+                .unwrap_or_default()
+        });
 
         let (tx, rx) = oneshot::channel();
         *r.join_reply.borrow_mut() = Some(tx);
@@ -276,6 +331,47 @@ impl Room {
     /// handlers are unregistered and it is closed, and the camera and microphone stop.
     pub fn leave(&self) {
         self.inner.leave();
+    }
+
+    /// Mutes or unmutes the microphone (as `#toggle-mic` and `m` do).
+    pub fn set_mic_muted(&self, muted: bool) {
+        self.inner.set_muted(TrackSource::Microphone, muted);
+    }
+
+    /// Turns the camera off or on (as `#toggle-camera` and `v` do).
+    pub fn set_camera_muted(&self, muted: bool) {
+        self.inner.set_muted(TrackSource::Camera, muted);
+    }
+
+    /// Whether the microphone is muted.
+    pub fn mic_muted(&self) -> bool {
+        self.inner.mic_muted.get()
+    }
+
+    /// Whether the camera is off.
+    pub fn camera_muted(&self) -> bool {
+        self.inner.camera_muted.get()
+    }
+
+    /// Shares a screen already captured (the button captures one with `getDisplayMedia`).
+    pub fn share_screen(&self, stream: &MediaStream) -> Result<(), RoomError> {
+        let track = stream
+            .get_video_tracks()
+            .get(0)
+            .dyn_into::<web_sys::MediaStreamTrack>()
+            .map_err(|_| RoomError::Media("no video track to share".into()))?;
+        self.inner.publish_screen(Clone::clone(stream), track);
+        Ok(())
+    }
+
+    /// Stops sharing the screen, if shared.
+    pub fn stop_screen_share(&self) {
+        self.inner.stop_screen();
+    }
+
+    /// Whether a screen is shared.
+    pub fn is_sharing_screen(&self) -> bool {
+        self.inner.screen.borrow().is_some()
     }
 
     /// Whether [`leave`](Self::leave) ran (by request or because the socket failed).
@@ -336,17 +432,16 @@ impl RoomInner {
             SocketEvent::Message(Err(e)) => {
                 log::warn(&format!("ignoring a bad frame from the server: {e}"))
             }
-            SocketEvent::Error | SocketEvent::Closed { .. } => {
-                if let SocketEvent::Closed { code, reason } = &event {
-                    log::warn(&format!("socket closed: {code} {reason}"));
-                } else {
-                    log::warn("socket error");
-                }
+            // A `close` always follows an `error`; its code says whether to come back.
+            SocketEvent::Error => log::warn("socket error"),
+            SocketEvent::Closed { code, reason } => {
+                log::warn(&format!("socket closed: {code} {reason}"));
+                let code = Some(code);
                 // Act from a fresh task: this runs inside a handler that is about to be dropped.
                 let weak = Rc::downgrade(self);
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(room) = weak.upgrade() {
-                        room.socket_lost();
+                        room.socket_lost(code);
                     }
                 });
             }
@@ -384,7 +479,7 @@ impl RoomInner {
 
     /// The socket failed or closed under us. Before the channel join (the person is still
     /// answering the camera prompt) it is reopened when needed; after, the room leaves.
-    fn socket_lost(&self) {
+    fn socket_lost(self: &Rc<Self>, close_code: Option<u16>) {
         if self.left.get() || self.socket_lost_early.get() {
             return;
         }
@@ -394,6 +489,111 @@ impl RoomInner {
             self.socket_lost_early.set(true);
             return;
         }
+        // In the room (or trying to get back): keep the tiles and media, and try again.
+        let in_room = self.join_reply.borrow().is_none() && self.endpoint.local_peer_id().is_some();
+        if (in_room || self.reconnect.borrow().is_some()) && reconnect::worth_retrying(close_code) {
+            self.socket.borrow().unregister();
+            self.schedule_reconnect();
+            return;
+        }
+        self.give_up();
+    }
+
+    /// Waits the next backoff step, then tries to get back into the room; gives up after
+    /// about a minute.
+    fn schedule_reconnect(self: &Rc<Self>) {
+        let now = js_sys::Date::now();
+        let mut state = self.reconnect.borrow_mut();
+        let r = state.get_or_insert_with(|| Reconnect {
+            since_ms: now,
+            attempts: 0,
+            timer: None,
+        });
+        if !reconnect::may_retry(r.attempts, now - r.since_ms) {
+            drop(state);
+            log::error("could not reconnect: giving up");
+            self.give_up();
+            return;
+        }
+        let delay = reconnect::delay_ms(r.attempts);
+        r.attempts += 1;
+        log::warn(&format!(
+            "reconnecting in {delay} ms (attempt {})",
+            r.attempts
+        ));
+        let weak = Rc::downgrade(self);
+        r.timer = Timeout::new(i32::try_from(delay).unwrap_or(i32::MAX), move || {
+            if let Some(room) = weak.upgrade() {
+                room.try_reconnect();
+            }
+        });
+        drop(state);
+        self.ui.show_reconnecting(true);
+    }
+
+    /// One attempt: a new socket, the channel join, then `join` with the reconnect token.
+    fn try_reconnect(self: &Rc<Self>) {
+        if self.left.get() {
+            return;
+        }
+        let ws = match open_socket(&self.socket_url) {
+            Ok(ws) => ws,
+            Err(e) => {
+                log::warn(&e.to_string());
+                self.schedule_reconnect();
+                return;
+            }
+        };
+        *self.socket.borrow_mut() = attach_socket(ws, Rc::downgrade(self));
+        // A socket that neither opens nor fails (a black hole) counts as failed in time.
+        let weak = Rc::downgrade(self);
+        if let Some(r) = self.reconnect.borrow_mut().as_mut() {
+            r.timer = Timeout::new(reconnect::ATTEMPT_TIMEOUT_MS, move || {
+                if let Some(room) = weak.upgrade() {
+                    log::warn("reconnect attempt timed out");
+                    room.socket.borrow().unregister();
+                    room.socket.borrow().close();
+                    room.schedule_reconnect();
+                }
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        *self.channel_reply.borrow_mut() = Some(tx);
+        self.socket.borrow().send(&ClientMessage::ChannelJoin {
+            topic: topic_for_room(&self.room_name),
+            protocol_version: PROTOCOL_VERSION,
+            token: self.join_token.clone(),
+        });
+        let weak = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            let reply = rx.await;
+            let Some(room) = weak.upgrade() else { return };
+            match reply {
+                Ok(Ok(())) => room.endpoint.rejoin(PeerMetadata {
+                    display_name: room.display_name.clone(),
+                }),
+                Ok(Err(RoomError::ChannelJoin(reason))) => {
+                    room.ui
+                        .set_error_message(Some(&format!("Cannot open the room: {reason}")));
+                    room.finish_reconnect();
+                    room.leave();
+                }
+                // The socket went again (handled by socket_lost), or the room was left.
+                _ => {}
+            }
+        });
+    }
+
+    /// Back in the room: the banner goes.
+    fn finish_reconnect(&self) {
+        if self.reconnect.borrow_mut().take().is_some() {
+            log::info("reconnected");
+            self.ui.show_reconnecting(false);
+        }
+    }
+
+    fn give_up(&self) {
+        self.finish_reconnect();
         self.ui.set_error_message(Some(CONNECTION_ERROR));
         self.reply_channel(Err(RoomError::Disconnected));
         self.reply_join(Err(RoomError::Disconnected));
@@ -404,6 +604,9 @@ impl RoomInner {
         if self.left.replace(true) {
             return;
         }
+        if self.reconnect.borrow_mut().take().is_some() {
+            self.ui.show_reconnecting(false);
+        }
         self.endpoint.leave();
         let socket = self.socket.borrow();
         socket.send(&ClientMessage::ChannelLeave {});
@@ -413,8 +616,289 @@ impl RoomInner {
         if let Some(stream) = self.local_stream.borrow().as_ref() {
             media::stop_tracks(stream);
         }
+        if let Some(share) = self.screen.borrow_mut().take() {
+            share.stop();
+        }
+        self.controls.borrow_mut().take();
+        self.device_selects.borrow_mut().clear();
+        self.chat.borrow_mut().take();
+        self.monitor.borrow_mut().take();
         self.reply_channel(Err(RoomError::Left));
         self.reply_join(Err(RoomError::Left));
+    }
+
+    fn on_control(self: &Rc<Self>, control: Control) {
+        match control {
+            Control::Mic => self.set_muted(TrackSource::Microphone, !self.mic_muted.get()),
+            Control::Camera => self.set_muted(TrackSource::Camera, !self.camera_muted.get()),
+            Control::Screen => self.toggle_screen(),
+            Control::Chat => {
+                if let Some(chat) = self.chat.borrow().as_ref() {
+                    chat.set_open(!chat.is_open());
+                }
+            }
+            Control::Stats => {
+                if let Some(monitor) = self.monitor.borrow().as_ref() {
+                    monitor.set_open(!monitor.is_open());
+                }
+            }
+        }
+    }
+
+    /// Mutes or unmutes our microphone or camera: the track is disabled (silence, black
+    /// frames), the others are told, the button and our tile show it.
+    fn set_muted(&self, source: TrackSource, muted: bool) {
+        let (cell, kind, button, flag) = match source {
+            TrackSource::Microphone => (&self.mic_muted, "audio", "toggle-mic", TileFlag::MicMuted),
+            TrackSource::Camera => (
+                &self.camera_muted,
+                "video",
+                "toggle-camera",
+                TileFlag::CameraMuted,
+            ),
+            TrackSource::Screen => return,
+        };
+        if self.left.get() {
+            return;
+        }
+        cell.set(muted);
+        if let Some(stream) = self.local_stream.borrow().as_ref() {
+            for track in media::tracks(stream).iter().filter(|t| t.kind() == kind) {
+                track.set_enabled(!muted);
+            }
+        }
+        if let Some(id) = self.endpoint.local_track_id(source) {
+            self.endpoint.set_track_muted(&id, muted);
+        }
+        self.ui.set_pressed(button, muted);
+        self.ui.set_tile_flag(LOCAL_PEER_ID, flag, muted);
+        if muted && source == TrackSource::Microphone {
+            self.ui
+                .set_tile_flag(LOCAL_PEER_ID, TileFlag::Speaking, false);
+        }
+    }
+
+    /// Fills `#room-camera-select` / `#room-microphone-select` and switches on a change.
+    fn setup_device_selects(self: &Rc<Self>) {
+        let mut selects = Vec::new();
+        for (id, kind) in [
+            ("room-camera-select", DeviceKind::Camera),
+            ("room-microphone-select", DeviceKind::Microphone),
+        ] {
+            let Some(select) = self
+                .ui
+                .element(id)
+                .and_then(|e| e.dyn_into::<web_sys::HtmlSelectElement>().ok())
+            else {
+                continue;
+            };
+            let weak = Rc::downgrade(self);
+            selects.push(DeviceSelect::attach(select.clone(), move |device| {
+                if let Some(room) = weak.upgrade() {
+                    wasm_bindgen_futures::spawn_local(async move {
+                        room.switch_device(kind, device).await;
+                    });
+                }
+            }));
+            let current = self
+                .local_track(kind.track_kind())
+                .and_then(|t| devices::device_of(&t));
+            wasm_bindgen_futures::spawn_local(async move {
+                devices::fill(&select, &devices::list(kind).await, current.as_deref());
+            });
+        }
+        *self.device_selects.borrow_mut() = selects;
+    }
+
+    fn local_track(&self, kind: &str) -> Option<web_sys::MediaStreamTrack> {
+        let stream = self.local_stream.borrow();
+        media::tracks(stream.as_ref()?)
+            .into_iter()
+            .find(|t| t.kind() == kind)
+    }
+
+    /// Switches to another camera or microphone without rejoining: a new track from it goes
+    /// on the same sender and into the local tile; the old one stops; mute state stays.
+    async fn switch_device(self: Rc<Self>, kind: DeviceKind, device_id: String) {
+        devices::remember(kind, &device_id);
+        let (base, camera, microphone) = match kind {
+            DeviceKind::Camera => (
+                crate::consts::MediaConstraints {
+                    audio: false,
+                    ..crate::consts::MEDIA_CONSTRAINTS
+                },
+                Some(device_id.as_str()),
+                None,
+            ),
+            DeviceKind::Microphone => (
+                crate::consts::MediaConstraints {
+                    audio: true,
+                    video: None,
+                },
+                None,
+                Some(device_id.as_str()),
+            ),
+        };
+        let wanted = devices::constraints(&base, camera, microphone);
+        let stream = match devices::user_media(&wanted).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn(&format!("cannot switch device: {}", log::describe(&e)));
+                return;
+            }
+        };
+        let Some(track) = media::tracks(&stream)
+            .into_iter()
+            .find(|t| t.kind() == kind.track_kind())
+        else {
+            return;
+        };
+        if self.left.get() {
+            track.stop();
+            return;
+        }
+        let (source, muted) = match kind {
+            DeviceKind::Camera => (TrackSource::Camera, self.camera_muted.get()),
+            DeviceKind::Microphone => (TrackSource::Microphone, self.mic_muted.get()),
+        };
+        track.set_enabled(!muted);
+        let Some(local) = self.local_stream.borrow().clone() else {
+            track.stop();
+            return;
+        };
+        let old = self.local_track(kind.track_kind());
+        if let Some(id) = self.endpoint.local_track_id(source) {
+            if let Err(e) = self.endpoint.replace_track(&id, &track, &local).await {
+                log::warn(&format!(
+                    "cannot send the new device: {}",
+                    log::describe(&e)
+                ));
+            }
+        }
+        if let Some(old) = old {
+            local.remove_track(&old);
+            old.stop();
+        }
+        local.add_track(&track);
+        // Some browsers keep showing the ended track until the element is given the stream anew.
+        if let Some(video) = self.ui.video_element(LOCAL_PEER_ID) {
+            video.set_src_object(None);
+        }
+        self.ui.attach_stream(&local, LOCAL_PEER_ID);
+    }
+
+    fn toggle_screen(self: &Rc<Self>) {
+        if self.screen.borrow().is_some() {
+            self.stop_screen();
+            return;
+        }
+        if self.screen_pending.get() || self.left.get() {
+            return;
+        }
+        // Asked for right here, in the click's handler: browsers want the gesture.
+        let request = match screen::request() {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn(&format!("cannot share the screen: {}", log::describe(&e)));
+                return;
+            }
+        };
+        self.screen_pending.set(true);
+        let weak = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = screen::captured(request).await;
+            let Some(room) = weak.upgrade() else {
+                if let Ok((stream, _)) = result {
+                    media::stop_tracks(&stream);
+                }
+                return;
+            };
+            room.screen_pending.set(false);
+            match result {
+                Ok((stream, track)) if !room.left.get() => room.publish_screen(stream, track),
+                Ok((stream, _)) => media::stop_tracks(&stream),
+                // Cancelling the picker is a NotAllowedError too: nothing to show.
+                Err(e) => log::warn(&format!("no screen to share: {}", log::describe(&e))),
+            }
+        });
+    }
+
+    fn publish_screen(self: &Rc<Self>, stream: MediaStream, track: web_sys::MediaStreamTrack) {
+        if self.screen.borrow().is_some() || self.left.get() {
+            media::stop_tracks(&stream);
+            return;
+        }
+        let local_id = self.endpoint.add_screen_track(&track, &stream);
+        let weak = Rc::downgrade(self);
+        let share = ScreenShare::new(local_id, stream, track, move || {
+            // The browser's own "Stop sharing": from a fresh task, the handler is dropped.
+            let weak = weak.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(room) = weak.upgrade() {
+                    room.stop_screen();
+                }
+            });
+        });
+        self.ui.add_local_screen_tile();
+        self.ui
+            .attach_stream(share.stream(), &screen_id(LOCAL_PEER_ID));
+        *self.screen.borrow_mut() = Some(share);
+        self.ui.set_pressed("toggle-screen", true);
+    }
+
+    fn stop_screen(&self) {
+        let Some(share) = self.screen.borrow_mut().take() else {
+            return;
+        };
+        share.stop();
+        self.endpoint.remove_track(&share.local_id);
+        self.ui.remove_screen_tile(LOCAL_PEER_ID);
+        self.ui.set_pressed("toggle-screen", false);
+    }
+
+    fn send_chat(&self, text: &str) -> bool {
+        if self.left.get() || self.endpoint.local_peer_id().is_none() {
+            return false;
+        }
+        self.socket.borrow().send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::SendChatMessage {
+                text: text.to_owned(),
+            },
+        })
+    }
+
+    /// The tile a peer id from the server is shown in (ours is the local tile).
+    fn tile_of(&self, peer_id: &str) -> String {
+        if self.endpoint.local_peer_id().as_deref() == Some(peer_id) {
+            LOCAL_PEER_ID.to_owned()
+        } else {
+            peer_id.to_owned()
+        }
+    }
+
+    /// Shows a remote track's metadata on its peer's tile (mute badges, the screen tile).
+    fn show_track_state(&self, ctx: &TrackContext, present: bool) {
+        let Some(meta) = &ctx.metadata else { return };
+        match meta.source {
+            TrackSource::Microphone => {
+                self.ui
+                    .set_tile_flag(&ctx.peer_id, TileFlag::MicMuted, present && meta.muted);
+                if meta.muted || !present {
+                    self.ui
+                        .set_tile_flag(&ctx.peer_id, TileFlag::Speaking, false);
+                }
+            }
+            TrackSource::Camera => {
+                // No camera at all shows the placeholder too.
+                self.ui
+                    .set_tile_flag(&ctx.peer_id, TileFlag::CameraMuted, meta.muted || !present);
+            }
+            TrackSource::Screen => {
+                if !present {
+                    self.ui.remove_screen_tile(&ctx.peer_id);
+                }
+            }
+        }
     }
 
     fn update_participants_list(&self) {
@@ -497,6 +981,7 @@ impl EndpointCallbacks for RoomEvents {
             r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
         }
         r.update_participants_list();
+        r.finish_reconnect();
         r.reply_join(Ok(peer_id.to_owned()));
     }
 
@@ -513,6 +998,16 @@ impl EndpointCallbacks for RoomEvents {
         let (Some(r), Some(stream)) = (self.room.upgrade(), ctx.stream.as_ref()) else {
             return;
         };
+        if ctx
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.source == TrackSource::Screen)
+        {
+            let name = r.display_name_of(&ctx.peer_id);
+            r.ui.add_screen_tile(&ctx.peer_id, &name);
+            r.ui.attach_stream(stream, &screen_id(&ctx.peer_id));
+            return;
+        }
         if !r.ui.has_video_element(&ctx.peer_id) {
             let name = r.display_name_of(&ctx.peer_id);
             r.ui.add_video_element(&ctx.peer_id, &name, false);
@@ -539,6 +1034,7 @@ impl EndpointCallbacks for RoomEvents {
         };
         r.peers.borrow_mut().retain(|p| p.id != peer.id);
         r.ui.remove_video_element(&peer.id);
+        r.ui.remove_screen_tile(&peer.id);
         r.update_participants_list();
     }
 
@@ -550,6 +1046,44 @@ impl EndpointCallbacks for RoomEvents {
             p.metadata = peer.metadata.clone();
         }
         r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
+        if r.ui.has_video_element(&screen_id(&peer.id)) {
+            r.ui.add_screen_tile(&peer.id, &peer.metadata.display_name);
+        }
         r.update_participants_list();
+    }
+
+    fn on_track_added(&self, ctx: &TrackContext) {
+        if let Some(r) = self.room.upgrade() {
+            r.show_track_state(ctx, true);
+        }
+    }
+
+    fn on_track_updated(&self, ctx: &TrackContext) {
+        if let Some(r) = self.room.upgrade() {
+            r.show_track_state(ctx, true);
+        }
+    }
+
+    fn on_track_removed(&self, ctx: &TrackContext) {
+        if let Some(r) = self.room.upgrade() {
+            r.show_track_state(ctx, false);
+        }
+    }
+
+    fn on_chat_message(&self, message: &ChatMessage, history: bool) {
+        let Some(r) = self.room.upgrade() else { return };
+        let own = r.endpoint.local_peer_id().as_deref() == Some(message.peer_id.as_str());
+        let chat = r.chat.borrow();
+        if let Some(chat) = chat.as_ref() {
+            chat.receive(message, own, !history);
+        }
+    }
+
+    fn on_voice_activity(&self, peer_id: &str, _track_id: &str, speaking: bool) {
+        let Some(r) = self.room.upgrade() else { return };
+        let tile = r.tile_of(peer_id);
+        // A muted microphone may still report the tail of a word.
+        let speaking = speaking && !(tile == LOCAL_PEER_ID && r.mic_muted.get());
+        r.ui.set_tile_flag(&tile, TileFlag::Speaking, speaking);
     }
 }

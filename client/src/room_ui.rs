@@ -21,14 +21,81 @@ const ROOM_PAGE: &str = r#"<div id="room" class="room">
     <button id="enable-audio" class="button button-primary" type="button" hidden>Enable sound</button>
     <button id="disconnect" class="button button-danger" type="button">Disconnect</button>
   </header>
+  <p id="connection-status" class="connection-status" role="status" hidden>Reconnecting…</p>
   <div class="errors">
     <p id="videochat-error" class="error" role="alert" hidden></p>
     <p id="videochat-error-detail" class="error-detail" hidden></p>
   </div>
-  <main class="videos">
-    <div id="videos-grid" class="videos-grid" data-columns="1"></div>
-  </main>
+  <div class="room-body">
+    <main class="videos">
+      <div id="videos-grid" class="videos-grid" data-columns="1"></div>
+    </main>
+    <aside id="chat" class="side-panel chat" aria-label="Chat" hidden>
+      <h2 class="side-panel-title">Chat</h2>
+      <ol id="chat-messages" class="chat-messages" aria-live="polite"></ol>
+      <div class="chat-compose">
+        <textarea id="chat-input" class="chat-input" rows="2" placeholder="Message everyone (Enter sends, Shift+Enter: new line)" aria-describedby="chat-error"></textarea>
+        <button id="chat-send" class="button button-primary" type="button">Send</button>
+      </div>
+      <p id="chat-error" class="field-error" role="alert" hidden></p>
+    </aside>
+    <aside id="stats-panel" class="side-panel stats" aria-label="Connection statistics" hidden>
+      <h2 class="side-panel-title">Connection</h2>
+      <p class="stats-outbound">Sending: <span id="stats-outbound" data-stat="outbound-bitrate">–</span> kbit/s</p>
+      <table class="stats-table">
+        <thead><tr><th>Track</th><th>Peer</th><th>kbit/s</th><th>Loss %</th><th>Jitter ms</th><th>RTT ms</th></tr></thead>
+        <tbody id="stats-rows"></tbody>
+      </table>
+    </aside>
+  </div>
+  <footer class="controls" role="toolbar" aria-label="Call controls">
+    <button id="toggle-mic" class="control" type="button" aria-pressed="false" title="Mute the microphone (m)"><span data-role="control-label">Mic</span></button>
+    <button id="toggle-camera" class="control" type="button" aria-pressed="false" title="Turn the camera off (v)"><span data-role="control-label">Camera</span></button>
+    <button id="toggle-screen" class="control" type="button" aria-pressed="false" title="Share your screen"><span data-role="control-label">Share screen</span></button>
+    <button id="toggle-chat" class="control" type="button" aria-pressed="false" title="Chat"><span data-role="control-label">Chat</span> <span id="chat-unread" class="badge" aria-label="unread messages" hidden>0</span></button>
+    <button id="toggle-stats" class="control" type="button" aria-pressed="false" title="Connection statistics"><span data-role="control-label">Stats</span></button>
+    <label class="device-select">Mic <select id="room-microphone-select" aria-label="Microphone"></select></label>
+    <label class="device-select">Camera <select id="room-camera-select" aria-label="Camera"></select></label>
+  </footer>
 </div>"#;
+
+/// The mic-off badge's icon (fixed markup).
+const MIC_OFF_ICON: &str = r#"<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1A7 7 0 0 0 19 11h-2z"/><path stroke="currentColor" stroke-width="2" d="M4 4l16 16"/></svg>"#;
+
+/// A tile's state shown by a `data-*` attribute (and styled by CSS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileFlag {
+    /// `data-mic-muted`: the mic-off badge.
+    MicMuted,
+    /// `data-camera-muted`: the video hidden, the initial shown.
+    CameraMuted,
+    /// `data-speaking`: the highlight.
+    Speaking,
+}
+
+impl TileFlag {
+    fn attribute(self) -> &'static str {
+        match self {
+            TileFlag::MicMuted => "data-mic-muted",
+            TileFlag::CameraMuted => "data-camera-muted",
+            TileFlag::Speaking => "data-speaking",
+        }
+    }
+}
+
+/// The id (peer part) of a peer's screen tile: `feed-screen-<peerId>`, `video-screen-<peerId>`.
+pub fn screen_id(peer_id: &str) -> String {
+    format!("screen-{peer_id}")
+}
+
+/// The letter shown for a person whose camera is off: the name's first character, upper case.
+pub fn initial(name: &str) -> String {
+    name.trim()
+        .chars()
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default()
+}
 
 /// The tutorial's breakpoints: columns for a number of tiles (1, 2, 3, 4 as the room grows).
 pub fn grid_columns(tiles: usize) -> u32 {
@@ -83,9 +150,39 @@ impl RoomUi {
     /// Adds a tile for a peer (or relabels an existing one). The local tile is mirrored and
     /// fully muted; remote tiles play sound through their audio element.
     pub fn add_video_element(&self, peer_id: &str, label: &str, is_local: bool) {
+        self.add_tile(peer_id, label, label, is_local, Tile::Person);
+    }
+
+    /// Adds a peer's screen tile (`feed-screen-<peerId>`, spanning the grid's width, first in
+    /// it), labelled "<name>'s screen"; or relabels it.
+    pub fn add_screen_tile(&self, peer_id: &str, name: &str) {
+        let label = format!("{name}'s screen");
+        self.add_tile(&screen_id(peer_id), &label, name, false, Tile::Screen);
+    }
+
+    /// Removes a peer's screen tile, if any.
+    pub fn remove_screen_tile(&self, peer_id: &str) {
+        self.remove_video_element(&screen_id(peer_id));
+    }
+
+    /// Adds our own screen preview (`feed-screen-local-peer`).
+    pub fn add_local_screen_tile(&self) {
+        self.add_tile(
+            &screen_id(crate::consts::LOCAL_PEER_ID),
+            "Your screen",
+            "",
+            true,
+            Tile::Screen,
+        );
+    }
+
+    fn add_tile(&self, peer_id: &str, label: &str, name: &str, is_local: bool, tile: Tile) {
         if let Some(feed) = self.feed(peer_id) {
             if let Some(l) = child_with_role(&feed, "video-label") {
                 l.set_text_content(Some(label));
+            }
+            if let Some(p) = child_with_role(&feed, "placeholder") {
+                let _ = p.set_attribute("data-initial", &initial(name));
             }
             return;
         }
@@ -94,9 +191,13 @@ impl RoomUi {
             log::warn("room page missing: cannot add a video tile");
             return;
         };
-        match build_tile(&doc, peer_id, label, is_local) {
+        match build_tile(&doc, peer_id, label, name, is_local, tile) {
             Ok(feed) => {
-                let _ = grid.append_child(&feed);
+                // Screens come first: the big picture people look at.
+                let _ = match tile {
+                    Tile::Screen => grid.prepend_with_node_1(&feed),
+                    Tile::Person => grid.append_child(&feed).map(|_| ()),
+                };
                 self.resize_videos_grid();
             }
             Err(e) => log::warn(&format!("cannot add a video tile: {}", log::describe(&e))),
@@ -109,6 +210,67 @@ impl RoomUi {
             feed.remove();
             self.resize_videos_grid();
         }
+    }
+
+    /// Sets one of a tile's `data-*` states (no tile: nothing happens).
+    pub fn set_tile_flag(&self, peer_id: &str, flag: TileFlag, on: bool) {
+        if let Some(feed) = self.feed(peer_id) {
+            let _ = feed.set_attribute(flag.attribute(), if on { "true" } else { "false" });
+        }
+    }
+
+    /// A tile's `data-*` state.
+    pub fn tile_flag(&self, peer_id: &str, flag: TileFlag) -> bool {
+        self.feed(peer_id)
+            .and_then(|f| f.get_attribute(flag.attribute()))
+            .as_deref()
+            == Some("true")
+    }
+
+    /// Sets a remote tile's connection-quality indicator (`data-quality`).
+    pub fn set_quality(&self, peer_id: &str, quality: &str) {
+        if let Some(q) = self
+            .feed(peer_id)
+            .and_then(|f| child_with_role(&f, "quality"))
+        {
+            let _ = q.set_attribute("data-quality", quality);
+            let _ = q.set_attribute("title", &format!("Connection: {quality}"));
+        }
+    }
+
+    /// The element with this (fixed) id in the room page.
+    pub fn element(&self, id: &str) -> Option<HtmlElement> {
+        self.find_html(&format!("#{id}"))
+    }
+
+    /// Sets a toggle button's `aria-pressed`.
+    pub fn set_pressed(&self, id: &str, pressed: bool) {
+        if let Some(b) = self.element(id) {
+            let _ = b.set_attribute("aria-pressed", if pressed { "true" } else { "false" });
+        }
+    }
+
+    /// Whether a toggle button is pressed.
+    pub fn is_pressed(&self, id: &str) -> bool {
+        self.element(id)
+            .and_then(|b| b.get_attribute("aria-pressed"))
+            .as_deref()
+            == Some("true")
+    }
+
+    /// Shows or hides `#connection-status` ("Reconnecting…").
+    pub fn show_reconnecting(&self, shown: bool) {
+        if let Some(s) = self.element("connection-status") {
+            s.set_hidden(!shown);
+        }
+    }
+
+    /// Hides the error area (after recovering from a problem).
+    pub fn clear_error_message(&self) {
+        if let Some(area) = self.element("videochat-error") {
+            area.set_hidden(true);
+        }
+        self.set_error_detail(None);
     }
 
     /// Whether a peer has a tile.
@@ -250,7 +412,11 @@ impl RoomUi {
     /// Sets the grid's column count from its number of tiles (`data-columns`; CSS lays it out).
     pub fn resize_videos_grid(&self) {
         if let Some(grid) = self.find("#videos-grid") {
-            let columns = grid_columns(grid.child_element_count() as usize);
+            // Screen tiles span the width on their own row; columns are for people.
+            let people = children(&grid)
+                .filter(|c| !c.class_list().contains("feed-screen"))
+                .count();
+            let columns = grid_columns(people);
             let _ = grid.set_attribute("data-columns", &columns.to_string());
         }
     }
@@ -289,19 +455,36 @@ fn child_with_role(parent: &Element, role: &str) -> Option<Element> {
     children(parent).find(|c| c.get_attribute("data-role").as_deref() == Some(role))
 }
 
+/// What a tile shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tile {
+    /// A person: camera, sound, state badges.
+    Person,
+    /// A shared screen: video only.
+    Screen,
+}
+
 fn build_tile(
     doc: &Document,
     peer_id: &str,
     label: &str,
+    name: &str,
     is_local: bool,
+    tile: Tile,
 ) -> Result<Element, JsValue> {
     let feed = doc.create_element("div")?;
     feed.set_id(&element_id("feed", peer_id));
-    feed.set_class_name(if is_local { "feed feed-local" } else { "feed" });
+    let class = match (tile, is_local) {
+        (Tile::Screen, _) => "feed feed-screen",
+        (Tile::Person, true) => "feed feed-local",
+        (Tile::Person, false) => "feed",
+    };
+    feed.set_class_name(class);
 
     let video: HtmlMediaElement = doc.create_element("video")?.dyn_into()?;
     video.set_id(&element_id("video", peer_id));
-    video.set_class_name(if is_local {
+    // Our camera is mirrored (as in a mirror); a shared screen never is.
+    video.set_class_name(if is_local && tile == Tile::Person {
         "feed-video flip-horizontally"
     } else {
         "feed-video"
@@ -311,22 +494,58 @@ fn build_tile(
     // Sound plays through the audio element; the video element is always silent.
     video.set_default_muted(true);
     video.set_muted(true);
+    feed.append_child(&video)?;
 
-    let audio: HtmlMediaElement = doc.create_element("audio")?.dyn_into()?;
-    audio.set_id(&element_id("audio", peer_id));
-    audio.set_autoplay(true);
-    if is_local {
-        audio.set_default_muted(true);
-        audio.set_muted(true);
+    if tile == Tile::Person {
+        for flag in [
+            TileFlag::MicMuted,
+            TileFlag::CameraMuted,
+            TileFlag::Speaking,
+        ] {
+            feed.set_attribute(flag.attribute(), "false")?;
+        }
+        let audio: HtmlMediaElement = doc.create_element("audio")?.dyn_into()?;
+        audio.set_id(&element_id("audio", peer_id));
+        audio.set_autoplay(true);
+        if is_local {
+            audio.set_default_muted(true);
+            audio.set_muted(true);
+        }
+        feed.append_child(&audio)?;
+
+        let placeholder = doc.create_element("div")?;
+        placeholder.set_class_name("feed-placeholder");
+        placeholder.set_attribute("data-role", "placeholder")?;
+        placeholder.set_attribute("aria-hidden", "true")?;
+        // Shown by CSS (`attr()`): the tile's text stays the name alone.
+        placeholder.set_attribute("data-initial", &initial(name))?;
+        feed.append_child(&placeholder)?;
+
+        let mic_off = doc.create_element("span")?;
+        mic_off.set_class_name("feed-mic-off");
+        mic_off.set_attribute("data-role", "mic-off")?;
+        mic_off.set_attribute("title", "Microphone muted")?;
+        mic_off.set_inner_html(MIC_OFF_ICON);
+        feed.append_child(&mic_off)?;
+
+        if !is_local {
+            let quality = doc.create_element("span")?;
+            quality.set_class_name("feed-quality");
+            quality.set_attribute("data-role", "quality")?;
+            quality.set_attribute("data-quality", "unknown")?;
+            quality.set_attribute("title", "Connection: unknown")?;
+            for _ in 0..3 {
+                let bar = doc.create_element("span")?;
+                quality.append_child(&bar)?;
+            }
+            feed.append_child(&quality)?;
+        }
     }
 
-    let name = doc.create_element("div")?;
-    name.set_class_name("feed-label");
-    name.set_attribute("data-role", "video-label")?;
-    name.set_text_content(Some(label));
-
-    feed.append_child(&video)?;
-    feed.append_child(&audio)?;
-    feed.append_child(&name)?;
+    let label_element = doc.create_element("div")?;
+    label_element.set_class_name("feed-label");
+    label_element.set_attribute("data-role", "video-label")?;
+    label_element.set_text_content(Some(label));
+    feed.append_child(&label_element)?;
     Ok(feed)
 }

@@ -6,9 +6,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use js_sys::Reflect;
 use protocol::{ClientMessage, DecodeError, ServerMessage};
 use wasm_bindgen::closure::Closure;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use crate::log;
@@ -84,6 +85,7 @@ impl Socket {
         ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
         ws.set_onerror(Some(error.as_ref().unchecked_ref()));
         ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        expose_for_diagnostics(&ws);
         Socket {
             ws,
             outbox,
@@ -118,6 +120,7 @@ impl Socket {
 
     /// Detaches and drops every handler: no event reaches the owner any more.
     pub fn unregister(&self) {
+        withdraw_from_diagnostics(&self.ws);
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
         self.ws.set_onerror(None);
@@ -141,6 +144,25 @@ impl Socket {
     /// The underlying WebSocket (for diagnostics and tests).
     pub fn web_socket(&self) -> &WebSocket {
         &self.ws
+    }
+}
+
+/// The global through which the live socket can be reached (a test closes it to simulate a
+/// network drop).
+const DIAGNOSTICS_GLOBAL: &str = "videoroomSocket";
+
+fn expose_for_diagnostics(ws: &WebSocket) {
+    if let Some(w) = web_sys::window() {
+        let _ = Reflect::set(&w, &JsValue::from_str(DIAGNOSTICS_GLOBAL), ws);
+    }
+}
+
+fn withdraw_from_diagnostics(ws: &WebSocket) {
+    let Some(w) = web_sys::window() else { return };
+    let key = JsValue::from_str(DIAGNOSTICS_GLOBAL);
+    // Only our own: another socket (a reconnect, another Room) may have replaced it.
+    if Reflect::get(&w, &key).is_ok_and(|v| v == JsValue::from(ws.clone())) {
+        let _ = Reflect::delete_property(&w, &key);
     }
 }
 

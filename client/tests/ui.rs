@@ -60,7 +60,11 @@ fn tiles_are_added_and_removed() {
     ui.add_video_element("p1", "Alice", false);
 
     let feed = by_id(&root, "feed-local-peer");
-    assert_eq!(feed.children().length(), 3, "video, audio, label");
+    assert_eq!(
+        feed.children().length(),
+        5,
+        "video, audio, placeholder, mic-off badge, label"
+    );
     let video = ui.video_element(LOCAL_PEER_ID).unwrap();
     assert_eq!(video.id(), "video-local-peer");
     assert!(video.muted() && video.autoplay());
@@ -393,4 +397,266 @@ async fn sound_button_plays_remote_audio() {
     })
     .await;
     client::media::stop_tracks(&stream);
+}
+
+fn key(target: &web_sys::EventTarget, key: &str, shift: bool) -> bool {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key(key);
+    init.set_shift_key(shift);
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    let e = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    target.dispatch_event(&e).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn tile_states_are_data_attributes() {
+    use client::room_ui::TileFlag;
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    ui.add_video_element(LOCAL_PEER_ID, LOCAL_LABEL, true);
+    ui.add_video_element("p1", "émile", false);
+    let feed = by_id(&root, "feed-p1");
+    for attr in ["data-mic-muted", "data-camera-muted", "data-speaking"] {
+        assert_eq!(feed.get_attribute(attr).as_deref(), Some("false"), "{attr}");
+    }
+    ui.set_tile_flag("p1", TileFlag::CameraMuted, true);
+    ui.set_tile_flag("p1", TileFlag::MicMuted, true);
+    assert_eq!(
+        feed.get_attribute("data-camera-muted").as_deref(),
+        Some("true")
+    );
+    assert!(ui.tile_flag("p1", TileFlag::MicMuted));
+    let placeholder = feed
+        .query_selector("[data-role=placeholder]")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        placeholder.get_attribute("data-initial").as_deref(),
+        Some("É")
+    );
+    assert_eq!(
+        feed.text_content().unwrap(),
+        "émile",
+        "the tile's text is the name"
+    );
+
+    let quality = feed.query_selector("[data-role=quality]").unwrap().unwrap();
+    assert_eq!(
+        quality.get_attribute("data-quality").as_deref(),
+        Some("unknown")
+    );
+    ui.set_quality("p1", "poor");
+    assert_eq!(
+        quality.get_attribute("data-quality").as_deref(),
+        Some("poor")
+    );
+    let me = by_id(&root, "feed-local-peer");
+    assert!(me.query_selector("[data-role=quality]").unwrap().is_none());
+
+    ui.add_screen_tile("p1", "<b>émile</b>");
+    let screen = by_id(&root, "feed-screen-p1");
+    assert!(screen.class_list().contains("feed-screen"));
+    assert_eq!(
+        by_id(&root, "videos-grid")
+            .first_element_child()
+            .unwrap()
+            .id(),
+        "feed-screen-p1"
+    );
+    by_id(&root, "video-screen-p1");
+    let label = screen
+        .query_selector("[data-role=video-label]")
+        .unwrap()
+        .unwrap();
+    assert_eq!(label.text_content().unwrap(), "<b>émile</b>'s screen");
+    assert!(root.query_selector("b").unwrap().is_none());
+    assert_eq!(
+        by_id(&root, "videos-grid")
+            .get_attribute("data-columns")
+            .as_deref(),
+        Some("2"),
+        "a screen tile is not a column"
+    );
+    ui.remove_screen_tile("p1");
+    assert!(root.query_selector("#feed-screen-p1").unwrap().is_none());
+    assert!(ui.has_video_element("p1"), "the camera tile stays");
+}
+
+fn chat_message(seq: u64, peer: &str, name: &str, text: &str) -> protocol::ChatMessage {
+    protocol::ChatMessage {
+        seq,
+        peer_id: peer.to_owned(),
+        display_name: name.to_owned(),
+        text: text.to_owned(),
+        sent_at_ms: 1_764_000_000_000 + seq * 60_000,
+    }
+}
+
+#[wasm_bindgen_test]
+fn chat_shows_text_as_text_and_counts_unread() {
+    use client::chat::Chat;
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let chat = Chat::attach(&ui, |_| true);
+    let panel: HtmlElement = by_id(&root, "chat").dyn_into().unwrap();
+    assert!(panel.hidden(), "the chat starts closed");
+
+    chat.receive(&chat_message(1, "p0", "Old", "from before"), false, false);
+    let evil = "<img src=x onerror=alert(1)> <b>hi</b>\nsecond line";
+    chat.receive(&chat_message(3, "p1", "<i>Zoë</i>", evil), false, true);
+    chat.receive(&chat_message(3, "p1", "<i>Zoë</i>", evil), false, true);
+    chat.receive(&chat_message(2, "me", "Me", "mine"), true, true);
+    let items = root
+        .query_selector_all("#chat-messages .chat-message")
+        .unwrap();
+    assert_eq!(items.length(), 3, "a repeated seq is shown once");
+    let last: Element = items.item(2).unwrap().dyn_into().unwrap();
+    let part = |role: &str| {
+        last.query_selector(&format!("[data-role={role}]"))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(part("chat-text").text_content().unwrap(), evil);
+    assert_eq!(part("chat-text").child_element_count(), 0);
+    assert_eq!(part("chat-author").text_content().unwrap(), "<i>Zoë</i>");
+    assert!(root
+        .query_selector("#chat img, #chat b, #chat i")
+        .unwrap()
+        .is_none());
+    let time = part("chat-time");
+    assert_eq!(time.tag_name(), "TIME");
+    let date = js_sys::Date::new(&1_764_000_180_000_f64.into());
+    assert_eq!(
+        time.get_attribute("datetime"),
+        date.to_iso_string().as_string()
+    );
+    assert_eq!(
+        time.text_content().unwrap(),
+        format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+    );
+    // In order of seq, whatever the arrival.
+    let first: Element = items.item(1).unwrap().dyn_into().unwrap();
+    assert!(first.class_list().contains("chat-message-own"));
+
+    assert_eq!(chat.unread(), 1, "neither history nor our own count");
+    let badge: HtmlElement = by_id(&root, "chat-unread").dyn_into().unwrap();
+    assert!(!badge.hidden());
+    assert_eq!(badge.text_content().unwrap(), "1");
+    chat.set_open(true);
+    assert!(!panel.hidden());
+    assert!(badge.hidden());
+    assert_eq!(
+        by_id(&root, "toggle-chat")
+            .get_attribute("aria-pressed")
+            .as_deref(),
+        Some("true")
+    );
+    chat.receive(&chat_message(4, "p1", "Zoë", "seen"), false, true);
+    assert_eq!(
+        chat.unread(),
+        0,
+        "nothing is unread while the panel is open"
+    );
+}
+
+#[wasm_bindgen_test]
+fn chat_input_validates_and_sends_on_enter() {
+    use client::chat::{Chat, NOT_CONNECTED};
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let sent: Rc<RefCell<Vec<String>>> = Rc::default();
+    let connected = Rc::new(std::cell::Cell::new(true));
+    let (sink, up) = (sent.clone(), connected.clone());
+    let _chat = Chat::attach(&ui, move |t| {
+        sink.borrow_mut().push(t.to_owned());
+        up.get()
+    });
+    let input: web_sys::HtmlTextAreaElement = by_id(&root, "chat-input").dyn_into().unwrap();
+    assert_eq!(
+        input.get_attribute("maxlength").as_deref(),
+        Some(protocol::MAX_CHAT_CHARS.to_string().as_str())
+    );
+    let error: HtmlElement = by_id(&root, "chat-error").dyn_into().unwrap();
+
+    input.set_value("   ");
+    assert!(!key(&input, "Enter", false), "Enter is taken");
+    assert!(!error.hidden());
+    assert_eq!(
+        error.text_content().unwrap(),
+        "Chat message must not be empty."
+    );
+    assert!(sent.borrow().is_empty());
+
+    input.set_value("line one\nline two");
+    assert!(key(&input, "Enter", true), "Shift+Enter types a new line");
+    assert!(sent.borrow().is_empty());
+    assert!(!key(&input, "Enter", false));
+    assert_eq!(sent.borrow().as_slice(), ["line one\nline two"]);
+    assert_eq!(input.value(), "");
+    assert!(error.hidden());
+
+    input.set_value("x".repeat(protocol::MAX_CHAT_CHARS + 1).as_str());
+    by_id(&root, "chat-send")
+        .dyn_into::<HtmlElement>()
+        .unwrap()
+        .click();
+    assert_eq!(
+        error.text_content().unwrap(),
+        "Chat message is 1001 characters, the limit is 1000."
+    );
+
+    connected.set(false);
+    input.set_value("hello");
+    by_id(&root, "chat-send")
+        .dyn_into::<HtmlElement>()
+        .unwrap()
+        .click();
+    assert_eq!(error.text_content().unwrap(), NOT_CONNECTED);
+    assert_eq!(input.value(), "hello", "kept to send again");
+}
+
+#[wasm_bindgen_test]
+fn shortcuts_toggle_but_not_while_typing() {
+    use client::controls::{Control, Controls};
+    let root = fresh_root();
+    let ui = RoomUi::render(&root, "r");
+    let used: Rc<RefCell<Vec<Control>>> = Rc::default();
+    let sink = used.clone();
+    let controls = Controls::attach(&ui, move |c| sink.borrow_mut().push(c));
+    let doc = web_sys::window().unwrap().document().unwrap();
+    key(&doc, "m", false);
+    key(&doc, "v", false);
+    key(&doc, "x", false);
+    let input = by_id(&root, "chat-input");
+    key(&input, "m", false);
+    key(&input, "v", false);
+    for id in [
+        "toggle-mic",
+        "toggle-camera",
+        "toggle-screen",
+        "toggle-chat",
+        "toggle-stats",
+    ] {
+        by_id(&root, id).dyn_into::<HtmlElement>().unwrap().click();
+    }
+    assert_eq!(
+        used.borrow().as_slice(),
+        [
+            Control::Mic,
+            Control::Camera,
+            Control::Mic,
+            Control::Camera,
+            Control::Screen,
+            Control::Chat,
+            Control::Stats
+        ]
+    );
+    drop(controls);
+    key(&doc, "m", false);
+    by_id(&root, "toggle-mic")
+        .dyn_into::<HtmlElement>()
+        .unwrap()
+        .click();
+    assert_eq!(used.borrow().len(), 7, "detached with the controls");
 }
