@@ -770,6 +770,16 @@ impl Inner {
             this.callbacks.on_peer_left(p);
         }
         this.callbacks.on_join_success(&id, &peers_in_room);
+        // Back after a reconnect while sharing a screen: the first offer has m-lines for a
+        // microphone and a camera only; ask for the rest.
+        let counts = track_counts(&this.state.borrow().local_tracks);
+        if counts.audio > 1 || counts.video > 1 {
+            this.callbacks
+                .on_send_media_event(ClientMediaEvent::RenegotiateTracks {
+                    tracks: Some(counts),
+                    ice_restart: false,
+                });
+        }
         for p in &peers_in_room {
             for ctx in announced(&p.id, &p.track_id_to_metadata) {
                 this.callbacks.on_track_added(&ctx);

@@ -956,3 +956,94 @@ async fn the_speaker_is_highlighted() {
     bob.leave();
     alice.leave();
 }
+
+#[wasm_bindgen_test]
+async fn switching_the_camera_keeps_sending_and_keeps_the_mute_state() {
+    let name = unique_room("devices");
+    let alice = room(&name, "Alice");
+    let alice_id = alice.join().await.expect("Alice joins");
+    let bob = room(&name, "Bob");
+    bob.join().await.expect("Bob joins");
+    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+
+    let select: web_sys::HtmlSelectElement = alice
+        .ui()
+        .element("room-camera-select")
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    wait_for("the camera list", 5_000.0, || select.length() > 0).await;
+    let old: web_sys::MediaStreamTrack = alice
+        .local_stream()
+        .unwrap()
+        .get_video_tracks()
+        .get(0)
+        .dyn_into()
+        .unwrap();
+    assert_eq!(
+        client::devices::device_of(&old).as_deref(),
+        Some(select.value().as_str()),
+        "the camera in use is selected"
+    );
+    alice.set_camera_muted(true);
+
+    // The fake browsers have one camera: choosing it again still swaps the track.
+    let chosen = select.value();
+    select
+        .dispatch_event(&web_sys::Event::new("change").unwrap())
+        .unwrap();
+    let new_track = || -> web_sys::MediaStreamTrack {
+        alice
+            .local_stream()
+            .unwrap()
+            .get_video_tracks()
+            .get(0)
+            .dyn_into()
+            .unwrap()
+    };
+    wait_for("a new camera track", 5_000.0, || {
+        new_track().id() != old.id()
+    })
+    .await;
+    assert_eq!(
+        old.ready_state(),
+        MediaStreamTrackState::Ended,
+        "the old camera stops"
+    );
+    assert!(!new_track().enabled(), "still muted");
+    assert_eq!(alice.local_stream().unwrap().get_video_tracks().length(), 1);
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    assert_eq!(
+        storage.get_item("videoroom.cameraId").unwrap().as_deref(),
+        Some(chosen.as_str())
+    );
+    let pc = alice.peer_connection().unwrap();
+    let sending = pc.get_senders().iter().any(|s| {
+        s.dyn_into::<web_sys::RtcRtpSender>()
+            .ok()
+            .and_then(|s| s.track())
+            .is_some_and(|t| t.id() == new_track().id())
+    });
+    assert!(sending, "the new track is on the sender");
+    assert_eq!(
+        alice.endpoint().uplink().len(),
+        2,
+        "no new track for the server"
+    );
+
+    alice.set_camera_muted(false);
+    assert!(new_track().enabled());
+    // Bob keeps getting frames from the new camera.
+    let video: HtmlVideoElement = bob
+        .ui()
+        .video_element(&alice_id)
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let before = video.current_time();
+    common::sleep(1_500).await;
+    assert!(video.current_time() > before, "Alice's video still plays");
+    storage.remove_item("videoroom.cameraId").unwrap();
+    bob.leave();
+    alice.leave();
+}
