@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::nack::SourceTag;
+use crate::voice::VoiceWatch;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -207,17 +208,39 @@ async fn send_pli(pc: &Weak<RTCPeerConnection>, media_ssrc: u32, stats: &MediaSt
     }
 }
 
-/// Forwards `remote` into `track.local` until the publisher's track ends or `cancel` fires.
+/// Forwards `remote` into `track.local` until the publisher's track ends or `cancel` fires;
+/// for an audio track with the audio-level extension, watches for voice activity too.
 pub async fn forward(
     remote: Arc<TrackRemote>,
     track: Arc<PublishedTrack>,
     stats: Arc<MediaStats>,
     cancel: CancellationToken,
+    mut voice: Option<VoiceWatch>,
 ) {
     let mut write_errors = 0u64;
+    // Ends speech when packets stop altogether. Armed lazily (when speech starts, and again
+    // at each expiry while newer loud packets moved the end), not reset on every packet.
+    let quiet = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(quiet);
+    let mut quiet_armed = false;
+    let keep_ext = voice.as_ref().map(|v| v.ext_id);
     loop {
         let read = tokio::select! {
+            // A stopped track's remote is read again by the next forwarder: this one must not
+            // take a packet once cancelled.
+            biased;
             _ = cancel.cancelled() => break,
+            _ = &mut quiet, if quiet_armed => {
+                quiet_armed = false;
+                if let Some(v) = voice.as_mut() {
+                    v.on_timer(Instant::now());
+                    if let Some(at) = v.detector.quiet_deadline() {
+                        quiet.as_mut().reset(at);
+                        quiet_armed = true;
+                    }
+                }
+                continue;
+            }
             r = remote.read_rtp() => r,
         };
         let mut packet = match read {
@@ -230,11 +253,27 @@ pub async fn forward(
         let bytes = packet.payload.len() as u64;
         stats.packets_in.fetch_add(1, Ordering::Relaxed);
         stats.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(v) = voice.as_mut() {
+            v.on_packet(Instant::now(), &packet.header);
+            if !quiet_armed {
+                if let Some(at) = v.detector.quiet_deadline() {
+                    quiet.as_mut().reset(at);
+                    quiet_armed = true;
+                }
+            }
+        }
         // The publisher's header extensions carry ids negotiated with the publisher; the
-        // subscribers' senders add their own.
-        packet.header.extension = false;
-        packet.header.extensions.clear();
-        packet.header.extension_profile = 0;
+        // subscribers' senders add their own. The audio level is kept: every offer comes from
+        // the one media engine, so its id is the same on every connection, and browsers show
+        // it (`getSynchronizationSources().audioLevel`).
+        match keep_ext {
+            Some(id) => packet.header.extensions.retain(|e| e.id == id),
+            None => packet.header.extensions.clear(),
+        }
+        if packet.header.extensions.is_empty() {
+            packet.header.extension = false;
+            packet.header.extension_profile = 0;
+        }
         // One subscriber's failure must not stop the others: write_rtp has already delivered to
         // every other binding when it reports an error, so log and go on.
         // The source tag tells each subscriber's `nack` stream whose numbering this is.
@@ -256,6 +295,10 @@ pub async fn forward(
                 }
             }
         }
+    }
+    // The room ignores this for a track it no longer has (tracksRemoved says it all).
+    if let Some(v) = voice.filter(|v| v.detector.speaking()) {
+        (v.report)(false);
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`forwarder`] RTP from a publisher to its subscribers.
 
 pub mod access;
+pub mod chat;
 pub mod config;
 pub mod forwarder;
 pub mod metrics;
@@ -18,6 +19,8 @@ pub mod sdp_answer;
 pub mod signaling;
 pub mod tls;
 pub mod turn;
+pub mod uplink;
+pub mod voice;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,13 +3,13 @@
 //! its answer, further changes only mark the peer as needing another offer, which goes out as
 //! soon as the answer arrives — so there is never glare and no change is lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::{
     ErrorCode, IceCandidate, PeerId, SdpType, ServerMediaEvent, ServerMessage, SessionDescription,
-    TrackId, TrackMetadata, TrackSource, MAX_TRACKS_PER_PEER,
+    TrackCounts, TrackId, TrackMetadata, TrackSource, MAX_TRACKS_PER_PEER,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument, Span};
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -29,9 +30,11 @@ use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
 use crate::forwarder::{self, MediaStats, PublishedTrack};
-use crate::room::Room;
+use crate::room::{NotYours, Room};
 use crate::sdp_answer::{self, AnswerError};
 use crate::signaling::Outbox;
+use crate::uplink::{self, Plan};
+use crate::voice::{self, VoiceDetector, VoiceWatch};
 use crate::AppState;
 
 /// How long the client may take to answer an offer.
@@ -102,7 +105,27 @@ struct Negotiation {
     in_flight: bool,
     /// Something changed since that offer; offer again after the answer.
     pending: bool,
+    /// The next offer restarts ICE (asked for while an offer was out, or now).
+    ice_restart: bool,
     answer_deadline: Option<Instant>,
+}
+
+/// A recvonly transceiver for what the client sends, and what became of it.
+struct UplinkSlot {
+    transceiver: Arc<RTCRtpTransceiver>,
+    kind: RTPCodecType,
+    /// Set by the first RTP (`on_track`); kept for publishing again after a stop.
+    remote: Option<Arc<TrackRemote>>,
+    published: Option<Published>,
+}
+
+/// A published uplink track and its forwarder.
+struct Published {
+    track: Arc<PublishedTrack>,
+    /// The client's own id for it, when the client named it in an answer.
+    local_id: Option<String>,
+    /// Stops this track's forwarder only (a stop and restart gets a fresh one).
+    forwarder: CancellationToken,
 }
 
 /// One participant's media side.
@@ -120,8 +143,13 @@ pub struct Peer {
     slots: Vec<Slot>,
     /// Video tracks bound since the last answer: they get a keyframe request once it lands.
     fresh_video: Vec<Arc<PublishedTrack>>,
-    uplink_metadata: HashMap<String, TrackMetadata>,
-    published: Vec<Arc<PublishedTrack>>,
+    uplinks: Vec<UplinkSlot>,
+    /// The client has sent a non-empty mid map: answers decide what is published.
+    uses_mid_map: bool,
+    /// The latest answer's mid → the client's local track id.
+    mid_to_local: BTreeMap<String, String>,
+    /// The client's metadata for its tracks by local id: the latest answer's, plus updates.
+    local_metadata: HashMap<String, TrackMetadata>,
     connected: bool,
     connect_timeout: Duration,
     connect_deadline: Option<Instant>,
@@ -143,15 +171,9 @@ impl Peer {
                 .new_peer_connection(RTCConfiguration::default())
                 .await?,
         );
+        let mut uplinks = Vec::new();
         for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    send_encodings: vec![],
-                }),
-            )
-            .await?;
+            uplinks.push(add_uplink(&pc, kind).await?);
         }
 
         let (events, rx) = mpsc::unbounded_channel();
@@ -186,8 +208,10 @@ impl Peer {
             negotiation: Negotiation::default(),
             slots: Vec::new(),
             fresh_video: Vec::new(),
-            uplink_metadata: HashMap::new(),
-            published: Vec::new(),
+            uplinks,
+            uses_mid_map: false,
+            mid_to_local: BTreeMap::new(),
+            local_metadata: HashMap::new(),
             connected: false,
             connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
@@ -340,8 +364,32 @@ impl Peer {
         self.negotiate().await
     }
 
-    /// The client asked for a fresh offer.
-    pub async fn renegotiate(&mut self) -> Result<(), PeerError> {
+    /// The client asked for a fresh offer: with at least `tracks` uplink m-lines of each kind
+    /// (added, never removed; bounded by [`MAX_TRACKS_PER_PEER`] in all), and new ICE
+    /// credentials when `ice_restart`.
+    pub async fn renegotiate(
+        &mut self,
+        tracks: Option<TrackCounts>,
+        ice_restart: bool,
+    ) -> Result<(), PeerError> {
+        if let Some(counts) = tracks {
+            for (kind, want) in [
+                (RTPCodecType::Audio, counts.audio),
+                (RTPCodecType::Video, counts.video),
+            ] {
+                while self.uplinks.iter().filter(|u| u.kind == kind).count() < usize::from(want)
+                    && self.uplinks.len() < MAX_TRACKS_PER_PEER
+                {
+                    let slot = add_uplink(&self.pc, kind).await?;
+                    self.uplinks.push(slot);
+                }
+            }
+            debug!(parent: &self.span, uplinks = self.uplinks.len(), "uplink m-lines");
+        }
+        if ice_restart {
+            info!(parent: &self.span, "ICE restart requested");
+            self.negotiation.ice_restart = true;
+        }
         self.negotiate().await
     }
 
@@ -351,7 +399,11 @@ impl Peer {
             self.negotiation.pending = true;
             return Ok(());
         }
-        let offer = self.pc.create_offer(None).await?;
+        let options = std::mem::take(&mut self.negotiation.ice_restart).then(|| RTCOfferOptions {
+            ice_restart: true,
+            ..Default::default()
+        });
+        let offer = self.pc.create_offer(options).await?;
         self.pc.set_local_description(offer).await?;
         let sdp = match self.pc.local_description().await {
             Some(d) => as_dtls_client(&d.sdp),
@@ -398,17 +450,17 @@ impl Peer {
             }
             Err(AnswerError::Unparsable(e)) => return Err(PeerError::BadAnswer(e)),
         };
-        for (mid, local_id) in mid_to_track_id {
-            if let Some(meta) = track_metadata.get(&local_id) {
-                self.uplink_metadata.insert(mid, meta.clone());
-            }
-        }
         self.pc
             .set_remote_description(desc)
             .await
             .map_err(PeerError::BadAnswer)?;
         self.negotiation.in_flight = false;
         self.negotiation.answer_deadline = None;
+        // The client's view of what it sends replaces the previous one.
+        self.uses_mid_map |= !mid_to_track_id.is_empty();
+        self.mid_to_local = mid_to_track_id;
+        self.local_metadata = track_metadata.into_iter().collect();
+        self.reconcile();
         if self.connected {
             self.request_fresh_keyframes().await;
         }
@@ -470,21 +522,105 @@ impl Peer {
                     _ => {}
                 }
             }
-            RtcEvent::RemoteTrack(remote, mid) => self.publish(remote, mid),
+            RtcEvent::RemoteTrack(remote, mid) => {
+                let slot = self
+                    .uplinks
+                    .iter_mut()
+                    .find(|u| mid.is_some() && u.transceiver.mid().as_deref() == mid.as_deref());
+                match slot {
+                    Some(slot) => {
+                        slot.remote = Some(remote);
+                        self.reconcile();
+                    }
+                    None => {
+                        warn!(parent: &self.span, ?mid, "RTP on an m-line that is not an uplink")
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    /// Turns a track the client sends into a published track the room forwards.
-    fn publish(&mut self, remote: Arc<TrackRemote>, mid: Option<String>) {
-        if self.published.len() >= MAX_TRACKS_PER_PEER {
-            warn!(parent: &self.span, "track limit reached; ignoring another track");
-            return;
+    /// Brings what is published in line with the uplinks' RTP and the latest answer.
+    fn reconcile(&mut self) {
+        for i in 0..self.uplinks.len() {
+            let slot = &mut self.uplinks[i];
+            let Some(mid) = slot.transceiver.mid() else {
+                continue;
+            };
+            let mapped = self.mid_to_local.get(mid.as_str()).cloned();
+            let published = slot.published.as_ref().map(|p| p.local_id.as_deref());
+            match uplink::plan(
+                slot.remote.is_some(),
+                self.uses_mid_map,
+                mapped.as_deref(),
+                published,
+            ) {
+                Plan::Keep => {
+                    if let Some(p) = &mut slot.published {
+                        if p.local_id.is_none() {
+                            p.local_id = mapped;
+                        }
+                    }
+                }
+                Plan::Publish => self.publish(i, mapped),
+                Plan::Unpublish => self.unpublish(i),
+                Plan::Republish => {
+                    self.unpublish(i);
+                    self.publish(i, mapped);
+                }
+            }
         }
+    }
+
+    /// Changes the metadata of one of this peer's tracks, named by the server's id or by the
+    /// client's own (its key in `sdpAnswer.trackIdToTrackMetadata`). A track not published
+    /// yet keeps it for when it is; the others hear of a published one.
+    pub fn update_track_metadata(
+        &mut self,
+        track_id: &str,
+        metadata: TrackMetadata,
+    ) -> Result<(), NotYours> {
+        let by_server_id = self
+            .uplinks
+            .iter()
+            .filter_map(|u| u.published.as_ref())
+            .find(|p| p.track.id == track_id);
+        let server_id = if let Some(p) = by_server_id {
+            if let Some(local) = &p.local_id {
+                self.local_metadata.insert(local.clone(), metadata.clone());
+            }
+            track_id.to_owned()
+        } else if self.local_metadata.contains_key(track_id)
+            || self.mid_to_local.values().any(|l| l == track_id)
+        {
+            self.local_metadata
+                .insert(track_id.to_owned(), metadata.clone());
+            let published = self
+                .uplinks
+                .iter()
+                .filter_map(|u| u.published.as_ref())
+                .find(|p| p.local_id.as_deref() == Some(track_id));
+            match published {
+                Some(p) => p.track.id.clone(),
+                None => return Ok(()),
+            }
+        } else {
+            // Someone else's track, or nothing at all: the room refuses it.
+            track_id.to_owned()
+        };
+        self.room.update_track(&self.id, &server_id, metadata)
+    }
+
+    /// Publishes what uplink `i` receives under a new track id, with a fresh forwarder.
+    fn publish(&mut self, i: usize, local_id: Option<String>) {
+        let Some(remote) = self.uplinks[i].remote.clone() else {
+            return;
+        };
         let kind = remote.kind();
-        let metadata = mid
+        let metadata = local_id
             .as_ref()
-            .and_then(|m| self.uplink_metadata.get(m).cloned())
+            .and_then(|l| self.local_metadata.get(l).cloned())
             .unwrap_or(TrackMetadata {
                 source: if kind == RTPCodecType::Audio {
                     TrackSource::Microphone
@@ -502,18 +638,62 @@ impl Peer {
             Arc::downgrade(&self.pc),
             self.stats.clone(),
         ));
-        info!(parent: &self.span, track = %track.id, %kind, "publishing");
+        info!(parent: &self.span, track = %track.id, %kind, ?local_id, "publishing");
+        let cancel = self.tasks.child_token();
+        let voice = self.voice_watch(&remote, &track);
         tokio::spawn(
             forwarder::forward(
                 remote,
                 track.clone(),
                 self.stats.clone(),
-                self.tasks.child_token(),
+                cancel.clone(),
+                voice,
             )
             .instrument(self.span.clone()),
         );
-        self.published.push(track.clone());
+        self.uplinks[i].published = Some(Published {
+            track: track.clone(),
+            local_id,
+            forwarder: cancel,
+        });
         self.room.publish(&self.id, vec![track]);
+    }
+
+    /// Voice activity for an audio track whose connection negotiated the audio level.
+    fn voice_watch(&self, remote: &TrackRemote, track: &PublishedTrack) -> Option<VoiceWatch> {
+        if remote.kind() != RTPCodecType::Audio {
+            return None;
+        }
+        let ext_id = remote
+            .params()
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == voice::AUDIO_LEVEL_URI)
+            .and_then(|e| u8::try_from(e.id).ok())?;
+        // Weak: the room outlives no forwarder on its account.
+        let room = Arc::downgrade(&self.room);
+        let (publisher, track_id) = (self.id.clone(), track.id.clone());
+        Some(VoiceWatch {
+            ext_id,
+            detector: VoiceDetector::default(),
+            report: Box::new(move |speaking| {
+                debug!(track = %track_id, speaking, "voice activity");
+                if let Some(room) = room.upgrade() {
+                    room.voice_activity(&publisher, &track_id, speaking);
+                }
+            }),
+        })
+    }
+
+    /// Withdraws uplink `i`'s track: its forwarder stops, subscribers drop it.
+    fn unpublish(&mut self, i: usize) {
+        let Some(p) = self.uplinks[i].published.take() else {
+            return;
+        };
+        info!(parent: &self.span, track = %p.track.id, "unpublishing");
+        p.forwarder.cancel();
+        self.room
+            .unpublish(&self.id, std::slice::from_ref(&p.track.id));
     }
 
     /// Tears the connection down; every task it started stops.
@@ -529,6 +709,25 @@ impl Peer {
             debug!(parent: &self.span, error = %e, "closing peer connection");
         }
     }
+}
+
+/// A recvonly transceiver for one more track from the client.
+async fn add_uplink(pc: &RTCPeerConnection, kind: RTPCodecType) -> Result<UplinkSlot, PeerError> {
+    let transceiver = pc
+        .add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await?;
+    Ok(UplinkSlot {
+        transceiver,
+        kind,
+        remote: None,
+        published: None,
+    })
 }
 
 impl Refusal {

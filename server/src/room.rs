@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{PeerId, PeerInfo, PeerMetadata, ServerMediaEvent, TrackId, TrackMetadata};
+use protocol::{
+    ChatMessage, PeerId, PeerInfo, PeerMetadata, ServerMediaEvent, TrackId, TrackMetadata,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Span};
 
+use crate::chat::{self, ChatLog};
 use crate::forwarder::PublishedTrack;
 
 /// What a room asks of one peer's session.
@@ -90,6 +93,8 @@ pub struct Snapshot {
     pub peers: Vec<PeerInfo>,
     /// Every track they publish.
     pub tracks: Vec<Arc<PublishedTrack>>,
+    /// The room's recent chat, oldest first.
+    pub chat: Vec<ChatMessage>,
 }
 
 /// One room: its members and their tracks.
@@ -99,6 +104,9 @@ pub struct Room {
     /// The room's tracing span; every peer span is its child.
     pub span: Span,
     members: Mutex<Vec<Member>>,
+    /// Locked only while holding `members` (that order), so joins and messages interleave
+    /// exactly.
+    chat: Mutex<ChatLog>,
 }
 
 impl Room {
@@ -108,7 +116,12 @@ impl Room {
             name,
             span,
             members: Mutex::new(Vec::new()),
+            chat: Mutex::new(ChatLog::default()),
         }
+    }
+
+    fn chat_log(&self) -> MutexGuard<'_, ChatLog> {
+        self.chat.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn members(&self) -> MutexGuard<'_, Vec<Member>> {
@@ -150,6 +163,7 @@ impl Room {
                 .iter()
                 .flat_map(|m| m.tracks.iter().cloned())
                 .collect(),
+            chat: self.chat_log().history(),
         };
         let newcomer = Member {
             id,
@@ -219,6 +233,47 @@ impl Room {
         }
     }
 
+    /// Withdraws tracks `publisher` stopped sending: the others drop them (`tracksRemoved`,
+    /// and their downlink slots go idle for reuse).
+    pub fn unpublish(&self, publisher: &str, track_ids: &[TrackId]) {
+        let mut members = self.members();
+        let Some(owner) = members.iter_mut().find(|m| m.id == publisher) else {
+            return;
+        };
+        owner.tracks.retain(|t| !track_ids.contains(&t.id));
+        let removed = ServerMediaEvent::TracksRemoved {
+            peer_id: publisher.to_owned(),
+            track_ids: track_ids.to_vec(),
+        };
+        for m in members.iter().filter(|m| m.id != publisher) {
+            for t in track_ids {
+                m.handle.deliver(&m.id, PeerCommand::Unsubscribe(t.clone()));
+            }
+            m.handle.deliver(&m.id, PeerCommand::Send(removed.clone()));
+        }
+    }
+
+    /// Tells every member, `publisher` included, that one of its audio tracks started or
+    /// stopped carrying speech (ignored for a track it no longer publishes).
+    pub fn voice_activity(&self, publisher: &str, track_id: &str, speaking: bool) {
+        let members = self.members();
+        let publishes = members
+            .iter()
+            .find(|m| m.id == publisher)
+            .is_some_and(|m| m.tracks.iter().any(|t| t.id == track_id));
+        if !publishes {
+            return;
+        }
+        let event = ServerMediaEvent::VoiceActivity {
+            peer_id: publisher.to_owned(),
+            track_id: track_id.to_owned(),
+            speaking,
+        };
+        for m in members.iter() {
+            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+        }
+    }
+
     /// Changes a member's metadata and tells the others.
     pub fn update_peer(&self, id: &str, metadata: PeerMetadata) {
         let mut members = self.members();
@@ -231,6 +286,24 @@ impl Room {
             metadata,
         };
         for m in members.iter().filter(|m| m.id != id) {
+            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+        }
+    }
+
+    /// Relays a chat message from `id` to every member, `id` included, and keeps it.
+    pub fn chat(&self, id: &str, text: String) {
+        let members = self.members();
+        let Some(me) = members.iter().find(|m| m.id == id) else {
+            return;
+        };
+        let msg = self.chat_log().post(
+            id.to_owned(),
+            me.metadata.display_name.clone(),
+            text,
+            chat::now_ms(),
+        );
+        let event = ServerMediaEvent::ChatMessage(msg);
+        for m in members.iter() {
             m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
         }
     }

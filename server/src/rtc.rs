@@ -20,7 +20,7 @@ use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 
@@ -75,6 +75,14 @@ fn media_engine() -> anyhow::Result<MediaEngine> {
             ..Default::default()
         },
         RTPCodecType::Video,
+    )?;
+    // Browsers then put each audio packet's level in it: voice activity without decoding.
+    m.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: crate::voice::AUDIO_LEVEL_URI.to_owned(),
+        },
+        RTPCodecType::Audio,
+        None,
     )?;
     Ok(m)
 }

@@ -23,6 +23,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::chat::{CHAT_BURST, CHAT_PER_SECOND};
 use crate::peer::{Peer, PeerError};
 use crate::room::{MemberHandle, PeerCommand, Room};
 use crate::AppState;
@@ -88,10 +89,12 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
     }
 }
 
-/// A token bucket: a burst of [`RATE_BURST`] messages, refilled at [`RATE_PER_SECOND`].
-struct RateLimit {
+/// A token bucket: a burst of `burst` messages, refilled at `per_second`.
+pub(crate) struct RateLimit {
     tokens: f64,
     last: Instant,
+    per_second: f64,
+    burst: f64,
 }
 
 /// Sustained messages per second one connection may send.
@@ -100,16 +103,18 @@ pub const RATE_PER_SECOND: f64 = 50.0;
 pub const RATE_BURST: f64 = 200.0;
 
 impl RateLimit {
-    fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant, per_second: f64, burst: f64) -> Self {
         RateLimit {
-            tokens: RATE_BURST,
+            tokens: burst,
             last: now,
+            per_second,
+            burst,
         }
     }
 
-    fn admit(&mut self, now: Instant) -> bool {
-        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(RATE_BURST);
+    pub(crate) fn admit(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -299,7 +304,7 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
         last_seen: Instant::now(),
         consecutive_errors: 0,
         police_idle: false,
-        rate: RateLimit::new(Instant::now()),
+        rate: RateLimit::new(Instant::now(), RATE_PER_SECOND, RATE_BURST),
     };
     let end = converse(&mut session).await;
     debug!(?end, "session ended");
@@ -428,7 +433,7 @@ async fn converse(s: &mut Session) -> End {
                                 &id,
                                 crate::access::now_unix(),
                             ),
-                            chat_history: Vec::new(),
+                            chat_history: snapshot.chat,
                             reconnect_token: None,
                         });
                         let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name);
@@ -545,6 +550,9 @@ async fn in_room(
             return Some(End::Peer(e));
         }
     };
+    // Stricter than the connection's limit, and refusals do not count towards closing it:
+    // a fast typist is told to slow down, not thrown out.
+    let mut chat_rate = RateLimit::new(Instant::now(), CHAT_PER_SECOND, CHAT_BURST);
     let result: Result<Option<End>, PeerError> = async {
         peer.start(existing).await?;
         loop {
@@ -576,9 +584,20 @@ async fn in_room(
                                     .err().map(|r| (r.code, r.message))
                             }
                             ClientMediaEvent::Candidate(c) => peer.on_remote_candidate(c).await.err().map(|r| (r.code, r.message)),
-                            ClientMediaEvent::SendChatMessage { .. } => Some((ErrorCode::UnexpectedMessage, "chat is not available yet".to_owned())),
-                            ClientMediaEvent::RenegotiateTracks { .. } => {
-                                peer.renegotiate().await?;
+                            ClientMediaEvent::SendChatMessage { text } => {
+                                if chat_rate.admit(Instant::now()) {
+                                    room.chat(&peer.id, text);
+                                } else {
+                                    debug!("chat rate exceeded");
+                                    s.out.send(ServerMessage::error(
+                                        ErrorCode::RateLimited,
+                                        format!("too many chat messages: at most {CHAT_PER_SECOND} per second"),
+                                    ));
+                                }
+                                None
+                            }
+                            ClientMediaEvent::RenegotiateTracks { tracks, ice_restart } => {
+                                peer.renegotiate(tracks, ice_restart).await?;
                                 None
                             }
                             ClientMediaEvent::UpdatePeerMetadata { metadata } => {
@@ -586,7 +605,7 @@ async fn in_room(
                                 None
                             }
                             ClientMediaEvent::UpdateTrackMetadata { track_id, track_metadata } => {
-                                room.update_track(&peer.id, &track_id, track_metadata)
+                                peer.update_track_metadata(&track_id, track_metadata)
                                     .err().map(|e| (ErrorCode::Forbidden, e.to_string()))
                             }
                         },
@@ -645,7 +664,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rate_limit_allows_a_burst_then_the_sustained_rate() {
-        let mut r = RateLimit::new(Instant::now());
+        let mut r = RateLimit::new(Instant::now(), RATE_PER_SECOND, RATE_BURST);
         let admitted = (0..300).filter(|_| r.admit(Instant::now())).count();
         assert_eq!(admitted, RATE_BURST as usize);
         tokio::time::advance(Duration::from_secs(1)).await;

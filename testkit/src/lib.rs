@@ -46,6 +46,11 @@ use webrtc::track::track_remote::TrackRemote;
 pub use impair::{ImpairedConn, Impairment, LinkCounters};
 pub use payload::{check_payload, make_payload};
 
+/// The RTP header extension with each audio packet's level (RFC 6464).
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// [`TestPeer::set_audio_level`]'s "no extension".
+const NO_LEVEL: u8 = u8::MAX;
+
 /// What a test peer publishes.
 #[derive(Debug, Clone)]
 pub struct PeerOptions {
@@ -102,6 +107,8 @@ pub struct TrackStats {
     pub counters: Option<(u32, u32)>,
     /// The longest time between two packets of this track (the worst freeze a viewer saw).
     pub longest_gap: Duration,
+    /// Packets that carried an audio level (the extension negotiated for this track).
+    pub with_audio_level: u64,
 }
 
 impl TrackStats {
@@ -150,6 +157,20 @@ pub struct PeerState {
     pub voice_activity: Vec<(TrackId, bool)>,
     /// The reconnect token from `peerAccepted`.
     pub reconnect_token: Option<String>,
+    /// The latest offer's SDP.
+    pub offer_sdp: String,
+    /// How many m-lines the latest answered offer had (set when the answer is sent).
+    pub answered_m_lines: usize,
+}
+
+impl PeerState {
+    /// How many m-lines the latest offer has.
+    pub fn offer_m_lines(&self) -> usize {
+        self.offer_sdp
+            .lines()
+            .filter(|l| l.starts_with("m="))
+            .count()
+    }
 }
 
 impl PeerState {
@@ -203,6 +224,14 @@ pub fn api(ice_ip: IpAddr) -> anyhow::Result<API> {
 pub fn api_over(ice_ip: IpAddr, conn: Option<ImpairedConn>) -> anyhow::Result<API> {
     let mut m = MediaEngine::default();
     m.register_default_codecs()?;
+    // As browsers do: the server then reads voice activity from our audio.
+    m.register_header_extension(
+        webrtc::rtp_transceiver::rtp_codec::RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio,
+        None,
+    )?;
     let registry = register_default_interceptors(Registry::new(), &mut m)?;
     let mut s = SettingEngine::default();
     s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
@@ -229,6 +258,18 @@ type WsSink = futures_util::stream::SplitSink<
     Message,
 >;
 
+/// The client's own tracks by local id, with their metadata: what the answers announce and
+/// map. A stopped track is not in it, so the next answer leaves its m-line unmapped.
+type LocalTracks = Arc<std::sync::Mutex<BTreeMap<String, TrackMetadata>>>;
+
+/// A video track added after joining (a screen share) and its sender.
+struct ExtraTrack {
+    sender: Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
+    track: Arc<TrackLocalStaticRTP>,
+    local_id: String,
+    publishing: Option<JoinHandle<()>>,
+}
+
 /// A participant driven from Rust.
 pub struct TestPeer {
     /// Our peer id.
@@ -240,6 +281,13 @@ pub struct TestPeer {
     state: watch::Receiver<PeerState>,
     tasks: Vec<JoinHandle<()>>,
     link: Option<Arc<LinkCounters>>,
+    local: LocalTracks,
+    audio_level: Arc<std::sync::atomic::AtomicU8>,
+    extra: std::sync::Mutex<Vec<ExtraTrack>>,
+    audio: bool,
+    video: bool,
+    video_packets_per_second: u32,
+    video_payload_bytes: usize,
 }
 
 impl TestPeer {
@@ -360,6 +408,8 @@ impl TestPeer {
         );
         // Tracks added before the first offer is applied take the server's recvonly m-lines.
         let mut local_tracks = Vec::new();
+        let audio_level = Arc::new(std::sync::atomic::AtomicU8::new(NO_LEVEL));
+        let mut audio_sender = None;
         let mut video_sender = None;
         let mut track_meta = BTreeMap::new();
         let stream_id = format!("testkit-{id}");
@@ -374,9 +424,11 @@ impl TestPeer {
                 format!("{id}-audio"),
                 stream_id.clone(),
             ));
-            pc.add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
-                .await
-                .context("adding audio")?;
+            audio_sender = Some(
+                pc.add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
+                    .await
+                    .context("adding audio")?,
+            );
             track_meta.insert(
                 t.id().to_owned(),
                 TrackMetadata {
@@ -441,13 +493,14 @@ impl TestPeer {
             Box::pin(async {})
         }));
 
+        let local: LocalTracks = Arc::new(std::sync::Mutex::new(track_meta));
         let mut tasks = vec![writer];
         tasks.push(tokio::spawn(signal_loop(
             stream,
             out.clone(),
             Arc::downgrade(&pc),
             state_tx.clone(),
-            track_meta,
+            local.clone(),
             options.ice,
         )));
         if let Some(sender) = video_sender {
@@ -457,7 +510,15 @@ impl TestPeer {
             )));
         }
         for (track, pps, size) in local_tracks {
-            tasks.push(tokio::spawn(publish(track, pps, size)));
+            let level = (track.kind() == webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio)
+                .then(|| audio_sender.clone())
+                .flatten()
+                .map(|sender| LevelSource {
+                    sender,
+                    level: audio_level.clone(),
+                    ext_id: None,
+                });
+            tasks.push(tokio::spawn(publish(track, pps, size, level)));
         }
         // Keep the state sender alive as long as the tasks are.
         let keep = state_tx;
@@ -473,7 +534,179 @@ impl TestPeer {
             state,
             tasks,
             link,
+            local,
+            audio_level,
+            extra: std::sync::Mutex::new(Vec::new()),
+            audio: options.audio,
+            video: options.video,
+            video_packets_per_second: options.video_packets_per_second,
+            video_payload_bytes: options.video_payload_bytes,
         })
+    }
+
+    /// Puts this level (0 loudest ..= 127 silence, RFC 6464) in every audio packet from now
+    /// on, as a browser does; `None` sends none (the default).
+    pub fn set_audio_level(&self, level: Option<u8>) {
+        self.audio_level.store(
+            level.map_or(NO_LEVEL, |l| l.min(127)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn extras(&self) -> std::sync::MutexGuard<'_, Vec<ExtraTrack>> {
+        self.extra.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn local_tracks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TrackMetadata>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks for enough uplink m-lines for every track we have, as a browser does after adding
+    /// one (`renegotiateTracks {tracks}`).
+    fn ask_for_m_lines(&self) {
+        let video = u8::from(self.video) + self.extras().len() as u8;
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::RenegotiateTracks {
+                tracks: Some(protocol::TrackCounts {
+                    audio: u8::from(self.audio),
+                    video,
+                }),
+                ice_restart: false,
+            },
+        });
+    }
+
+    /// Adds a video track after joining (a screen share), as a browser does: a new sender
+    /// whose m-line comes with the next offer, asked for with `renegotiateTracks {tracks}`.
+    /// Sends media when `sending`, else once [`TestPeer::resume_track`] is called. Returns
+    /// its local id.
+    pub async fn add_video_track(
+        &self,
+        name: &str,
+        metadata: TrackMetadata,
+        sending: bool,
+    ) -> anyhow::Result<String> {
+        let track = self.video_track(name);
+        let local_id = track.id().to_owned();
+        let sender = self
+            .pc
+            .add_track(track.clone() as Arc<dyn TrackLocal + Send + Sync>)
+            .await
+            .context("adding a video track")?;
+        self.local_tracks().insert(local_id.clone(), metadata);
+        let publishing = sending.then(|| self.start_publishing(track.clone()));
+        self.extras().push(ExtraTrack {
+            sender,
+            track,
+            local_id: local_id.clone(),
+            publishing,
+        });
+        self.ask_for_m_lines();
+        Ok(local_id)
+    }
+
+    fn video_track(&self, name: &str) -> Arc<TrackLocalStaticRTP> {
+        Arc::new(TrackLocalStaticRTP::new(
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_VP8.into(),
+                clock_rate: 90000,
+                ..Default::default()
+            },
+            format!("{}-{name}", self.id),
+            format!("testkit-{}", self.id),
+        ))
+    }
+
+    fn start_publishing(&self, track: Arc<TrackLocalStaticRTP>) -> JoinHandle<()> {
+        tokio::spawn(publish(
+            track,
+            self.video_packets_per_second,
+            self.video_payload_bytes,
+            None,
+        ))
+    }
+
+    /// Starts sending on an added track created with `sending: false`.
+    pub async fn resume_track(&self, local_id: &str) -> anyhow::Result<()> {
+        let track = self
+            .extras()
+            .iter()
+            .find(|e| e.local_id == local_id)
+            .map(|e| e.track.clone())
+            .ok_or_else(|| anyhow!("no added track {local_id}"))?;
+        let handle = self.start_publishing(track);
+        if let Some(e) = self.extras().iter_mut().find(|e| e.local_id == local_id) {
+            if let Some(old) = e.publishing.replace(handle) {
+                old.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops an added track as a browser stops a screen share: nothing more is sent on it
+    /// (`replaceTrack(null)`), the next answer no longer maps its m-line, and a renegotiation
+    /// is asked for. The sender and its m-line stay for the next share.
+    pub fn stop_track(&self, local_id: &str) {
+        if let Some(e) = self.extras().iter_mut().find(|e| e.local_id == local_id) {
+            if let Some(p) = e.publishing.take() {
+                p.abort();
+            }
+        }
+        self.local_tracks().remove(local_id);
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::RenegotiateTracks {
+                tracks: None,
+                ice_restart: false,
+            },
+        });
+    }
+
+    /// Shares again on a stopped track's sender, as a browser does with
+    /// `replaceTrack(newTrack)`: a new local track (id `<peer>-<name>`) on the same m-line and
+    /// SSRC, so the server sees no new track arrive, only the answer mapping the m-line again.
+    /// Returns the new local id.
+    pub async fn restart_track(
+        &self,
+        stopped: &str,
+        name: &str,
+        metadata: TrackMetadata,
+    ) -> anyhow::Result<String> {
+        let sender = self
+            .extras()
+            .iter()
+            .find(|e| e.local_id == stopped)
+            .map(|e| e.sender.clone())
+            .ok_or_else(|| anyhow!("no added track {stopped}"))?;
+        let track = self.video_track(name);
+        let local_id = track.id().to_owned();
+        // (This crate cannot replace a null track, so stopping only stopped the writes.)
+        sender
+            .replace_track(Some(track.clone() as Arc<dyn TrackLocal + Send + Sync>))
+            .await
+            .context("replacing the track")?;
+        self.local_tracks().insert(local_id.clone(), metadata);
+        let handle = self.start_publishing(track.clone());
+        if let Some(e) = self.extras().iter_mut().find(|e| e.local_id == stopped) {
+            e.local_id = local_id.clone();
+            e.track = track;
+            e.publishing = Some(handle);
+        }
+        self.ask_for_m_lines();
+        Ok(local_id)
+    }
+
+    /// Changes one of our tracks' metadata by its local id (as a browser's mute does), and
+    /// keeps it for the next answers.
+    pub fn set_track_metadata(&self, local_id: &str, metadata: TrackMetadata) {
+        if let Some(m) = self.local_tracks().get_mut(local_id) {
+            *m = metadata.clone();
+        }
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::UpdateTrackMetadata {
+                track_id: local_id.to_owned(),
+                track_metadata: metadata,
+            },
+        });
     }
 
     /// What crossed this peer's impaired link, if it has one.
@@ -541,6 +774,15 @@ impl TestPeer {
         self.send_raw(msg.encode());
     }
 
+    /// Says something in the room's chat (`sendChatMessage`).
+    pub fn send_chat(&self, text: &str) {
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::SendChatMessage {
+                text: text.to_owned(),
+            },
+        });
+    }
+
     /// Leaves politely: `leave`, `channelLeave`, close frame, peer connection closed.
     pub async fn leave(self) {
         self.send(&ClientMessage::MediaEvent {
@@ -561,6 +803,11 @@ impl TestPeer {
     async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        for e in self.extras().iter() {
+            if let Some(p) = &e.publishing {
+                p.abort();
+            }
         }
         let _ = self.pc.close().await;
     }
@@ -601,10 +848,9 @@ async fn signal_loop(
     out: mpsc::UnboundedSender<Message>,
     pc: std::sync::Weak<RTCPeerConnection>,
     state: Arc<watch::Sender<PeerState>>,
-    track_meta: BTreeMap<String, TrackMetadata>,
+    local: LocalTracks,
     ice: bool,
 ) {
-    let mut uplink_mids: BTreeMap<String, String> = BTreeMap::new();
     while let Some(frame) = stream.next().await {
         let text = match frame {
             Ok(Message::Text(t)) => t,
@@ -640,32 +886,38 @@ async fn signal_loop(
                 sdp_offer,
                 mid_to_track_id,
             } => {
-                state.send_modify(|s| s.mid_to_track = mid_to_track_id.clone());
+                let m_lines = sdp_offer
+                    .sdp
+                    .lines()
+                    .filter(|l| l.starts_with("m="))
+                    .count();
+                state.send_modify(|s| {
+                    s.mid_to_track = mid_to_track_id.clone();
+                    s.offer_sdp = sdp_offer.sdp.clone();
+                });
                 let mut sdp_offer = sdp_offer;
                 if !ice {
                     // The offer may carry the server's candidates already; ignore them too.
                     sdp_offer.sdp =
                         strip_sdp_lines(&sdp_offer.sdp, &["a=candidate", "a=end-of-candidates"]);
                 }
-                let reply = answer(
-                    &pc,
-                    sdp_offer,
-                    &mid_to_track_id,
-                    &track_meta,
-                    &mut uplink_mids,
-                )
-                .await
-                .map(|reply| {
-                    if ice {
-                        reply
-                    } else {
-                        without_candidates(reply)
-                    }
-                });
+                let reply = answer(&pc, sdp_offer, &mid_to_track_id, &local)
+                    .await
+                    .map(|reply| {
+                        if ice {
+                            reply
+                        } else {
+                            without_candidates(reply)
+                        }
+                    });
                 match reply {
                     Ok(reply) => {
-                        state.send_modify(|s| s.offers += 1);
+                        // Queued first: whatever a test sends once it sees the count follows it.
                         let _ = out.send(Message::Text(reply.encode().into()));
+                        state.send_modify(|s| {
+                            s.offers += 1;
+                            s.answered_m_lines = m_lines;
+                        });
                     }
                     Err(e) => state.send_modify(|s| s.errors.push(format!("answering: {e:#}"))),
                 }
@@ -783,8 +1035,7 @@ async fn answer(
     pc: &RTCPeerConnection,
     offer: SessionDescription,
     mid_to_track_id: &BTreeMap<String, TrackId>,
-    track_meta: &BTreeMap<String, TrackMetadata>,
-    uplink_mids: &mut BTreeMap<String, String>,
+    local: &LocalTracks,
 ) -> anyhow::Result<ClientMessage> {
     if offer.kind != SdpType::Offer {
         bail!("sdpOffer carried an {:?}", offer.kind);
@@ -798,22 +1049,29 @@ async fn answer(
         .await
         .ok_or_else(|| anyhow!("no local description"))?
         .sdp;
+    let mut sending = Vec::new();
     for t in pc.get_transceivers().await {
         let (Some(mid), Some(track)) = (t.mid(), t.sender().await.track().await) else {
             continue;
         };
         if !mid_to_track_id.contains_key(mid.as_str()) {
-            uplink_mids.insert(mid.to_string(), track.id().to_owned());
+            sending.push((mid.to_string(), track.id().to_owned()));
         }
     }
+    // Only tracks we still have: a stopped one's m-line goes unmapped, as a browser's does.
+    let track_meta = local.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let uplink_mids: BTreeMap<String, String> = sending
+        .into_iter()
+        .filter(|(_, id)| track_meta.contains_key(id))
+        .collect();
     Ok(ClientMessage::MediaEvent {
         data: ClientMediaEvent::SdpAnswer {
             sdp_answer: SessionDescription {
                 kind: SdpType::Answer,
                 sdp,
             },
-            track_id_to_track_metadata: track_meta.clone(),
-            mid_to_track_id: uplink_mids.clone(),
+            track_id_to_track_metadata: track_meta,
+            mid_to_track_id: uplink_mids,
         },
     })
 }
@@ -826,6 +1084,12 @@ async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<
         last: Option<tokio::time::Instant>,
     }
     let kind = track.kind().to_string();
+    let level_id = track
+        .params()
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == AUDIO_LEVEL_URI)
+        .and_then(|e| u8::try_from(e.id).ok());
     let mut seen: HashMap<TrackId, Seen> = HashMap::new();
     while let Ok((packet, _)) = track.read_rtp().await {
         let now = tokio::time::Instant::now();
@@ -835,6 +1099,7 @@ async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<
             .get(..4)
             .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
         let len = packet.payload.len() as u64;
+        let has_level = level_id.is_some_and(|id| packet.header.get_extension(id).is_some());
         state.send_modify(|s| {
             let Some(id) = s.mid_to_track.get(&mid).cloned() else {
                 s.unmapped_packets += 1;
@@ -848,6 +1113,7 @@ async fn receive(track: Arc<TrackRemote>, mid: String, state: Arc<watch::Sender<
             });
             t.packets += 1;
             t.bytes += len;
+            t.with_audio_level += u64::from(has_level);
             if !ok {
                 t.corrupt += 1;
             }
@@ -889,7 +1155,42 @@ async fn count_keyframe_requests(
     }
 }
 
-async fn publish(track: Arc<TrackLocalStaticRTP>, packets_per_second: u32, size: usize) {
+/// Where an audio publisher gets the level to put in its packets, and the extension's id.
+struct LevelSource {
+    sender: Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
+    level: Arc<std::sync::atomic::AtomicU8>,
+    /// Known once negotiated.
+    ext_id: Option<u8>,
+}
+
+impl LevelSource {
+    /// The extension to put in the next packet, if any.
+    async fn next(&mut self) -> Option<(u8, u8)> {
+        let level = self.level.load(std::sync::atomic::Ordering::Relaxed);
+        if level == NO_LEVEL {
+            return None;
+        }
+        if self.ext_id.is_none() {
+            self.ext_id = self
+                .sender
+                .get_parameters()
+                .await
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == AUDIO_LEVEL_URI)
+                .and_then(|e| u8::try_from(e.id).ok());
+        }
+        self.ext_id.map(|id| (id, level))
+    }
+}
+
+async fn publish(
+    track: Arc<TrackLocalStaticRTP>,
+    packets_per_second: u32,
+    size: usize,
+    mut level: Option<LevelSource>,
+) {
     let clock = track.codec().clock_rate;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / packets_per_second.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -907,6 +1208,14 @@ async fn publish(track: Arc<TrackLocalStaticRTP>, packets_per_second: u32, size:
             },
             payload: make_payload(counter, size),
         };
+        let mut packet = packet;
+        if let Some(source) = level.as_mut() {
+            if let Some((id, l)) = source.next().await {
+                let _ = packet
+                    .header
+                    .set_extension(id, bytes::Bytes::copy_from_slice(&[l]));
+            }
+        }
         // Before negotiation binds the track there is nowhere to send: not an error.
         let _ = track.write_rtp(&packet).await;
         seq = seq.wrapping_add(1);
