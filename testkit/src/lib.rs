@@ -774,6 +774,17 @@ impl TestPeer {
         self.send_raw(msg.encode());
     }
 
+    /// Asks the server for an offer with new ICE credentials (`renegotiateTracks
+    /// {iceRestart}`), as a browser does when its network changed.
+    pub fn restart_ice(&self) {
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::RenegotiateTracks {
+                tracks: None,
+                ice_restart: true,
+            },
+        });
+    }
+
     /// Says something in the room's chat (`sendChatMessage`).
     pub fn send_chat(&self, text: &str) {
         self.send(&ClientMessage::MediaEvent {
