@@ -500,6 +500,94 @@ impl Page {
         ))
     }
 
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("{}: no {css}", self.name()))?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// Types `text` into the element matching `css` (WebDriver key events, as a person types).
+    pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("{}: no {css}", self.name()))?
+            .send_keys(text)
+            .await?;
+        Ok(())
+    }
+
+    /// Presses one key on the page body (keyboard shortcuts).
+    pub async fn press_key(&self, key: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css("body"))
+            .await?
+            .send_keys(key)
+            .await?;
+        Ok(())
+    }
+
+    /// The peer id behind the remote tile labelled `name` (tiles are `feed-<peerId>`).
+    pub async fn peer_id_of(&self, name: &str, timeout: Duration) -> Result<String> {
+        let script = format!(
+            "const f = [...document.querySelectorAll('#videos-grid > [id^=feed-]')]
+                .find(f => !f.id.startsWith('feed-screen-') && f.id !== 'feed-local-peer'
+                    && f.querySelector('[data-role=video-label]')?.textContent === {name});
+             return f ? f.id.slice('feed-'.length) : null;",
+            name = serde_json::to_string(name)?
+        );
+        let v = self
+            .wait_js(&format!("a tile for {name}"), timeout, &script)
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the element with id `id` has attribute `attr` equal to `value`.
+    pub async fn wait_attr(
+        &self,
+        id: &str,
+        attr: &str,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let script = format!(
+            "const e = document.getElementById({id}); return !!e && e.getAttribute({attr}) === {value};",
+            id = serde_json::to_string(id)?,
+            attr = serde_json::to_string(attr)?,
+            value = serde_json::to_string(value)?,
+        );
+        self.wait_js(&format!("#{id}[{attr}={value}]"), timeout, &script)
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits until the video element with id `id` shows frames and its playback advances.
+    pub async fn wait_video_playing(&self, id: &str, timeout: Duration) -> Result<()> {
+        let id = serde_json::to_string(id)?;
+        let script = format!(
+            "const v = document.getElementById({id});
+             if (!v || v.videoWidth === 0) return false;
+             const seen = v.dataset.e2eSeen ? Number(v.dataset.e2eSeen) : -1;
+             v.dataset.e2eSeen = String(v.currentTime);
+             return seen >= 0 && v.currentTime > seen;"
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.js(&script).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{}: video {id} not playing within {timeout:?}", self.name());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Clicks Disconnect.
     pub async fn disconnect(&self) -> Result<()> {
         self.client
