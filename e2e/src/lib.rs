@@ -133,6 +133,8 @@ impl Driver {
                     "--use-fake-device-for-media-stream",
                     "--autoplay-policy=no-user-gesture-required",
                     "--window-size=1280,800",
+                    // The test server is confined to 127.0.0.1: give it a loopback candidate.
+                    "--allow-loopback-in-peer-connection",
                 ];
                 args.push(match media {
                     Media::Granted => "--use-fake-ui-for-media-stream",
@@ -160,6 +162,9 @@ impl Driver {
                             // The test server offers only 127.0.0.1 candidates.
                             "media.peerconnection.ice.loopback": true,
                             "media.peerconnection.ice.obfuscate_host_addresses": false,
+                            // Gather on loopback only: no checks from this machine's other
+                            // addresses.
+                            "media.peerconnection.ice.force_interface": "lo",
                             "media.autoplay.default": 0,
                             "media.autoplay.blocking_policy": 0,
                             // Keep Firefox off the network.
