@@ -157,14 +157,14 @@ impl Driver {
                         "prefs": {
                             "media.navigator.streams.fake": true,
                             "media.navigator.permission.disabled": granted,
+                            // Granted also matters to ICE: without a camera/microphone
+                            // permission Firefox gathers on the default-route interface only,
+                            // never on loopback.
                             "permissions.default.camera": if granted { 1 } else { 2 },
                             "permissions.default.microphone": if granted { 1 } else { 2 },
                             // The test server offers only 127.0.0.1 candidates.
                             "media.peerconnection.ice.loopback": true,
                             "media.peerconnection.ice.obfuscate_host_addresses": false,
-                            // Gather on loopback only: no checks from this machine's other
-                            // addresses.
-                            "media.peerconnection.ice.force_interface": "lo",
                             "media.autoplay.default": 0,
                             "media.autoplay.blocking_policy": 0,
                             // Keep Firefox off the network.
