@@ -133,6 +133,8 @@ impl Driver {
                     "--use-fake-device-for-media-stream",
                     "--autoplay-policy=no-user-gesture-required",
                     "--window-size=1280,800",
+                    // The test server is confined to 127.0.0.1: give it a loopback candidate.
+                    "--allow-loopback-in-peer-connection",
                 ];
                 args.push(match media {
                     Media::Granted => "--use-fake-ui-for-media-stream",
@@ -155,6 +157,9 @@ impl Driver {
                         "prefs": {
                             "media.navigator.streams.fake": true,
                             "media.navigator.permission.disabled": granted,
+                            // Granted also matters to ICE: without a camera/microphone
+                            // permission Firefox gathers on the default-route interface only,
+                            // never on loopback.
                             "permissions.default.camera": if granted { 1 } else { 2 },
                             "permissions.default.microphone": if granted { 1 } else { 2 },
                             // The test server offers only 127.0.0.1 candidates.

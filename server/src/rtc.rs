@@ -144,7 +144,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
             .await
             .with_context(|| format!("binding UDP media port {ip}:{}", config.udp_port))?;
         udp_addr = Some(socket.local_addr()?);
-        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        let mux = if loopback_only(config) {
+            UDPMuxDefault::new(UDPMuxParams::new(LoopbackOnly(socket)))
+        } else {
+            UDPMuxDefault::new(UDPMuxParams::new(socket))
+        };
         s.set_udp_network(UDPNetwork::Muxed(mux));
     }
 
@@ -184,5 +188,99 @@ pub fn advertised(config: &Config) -> String {
     match list.is_empty() {
         true => format!("none found ({ports}): set --ice-ips or --nat-1to1-ip"),
         false => format!("{} on {ports}", list.join(", ")),
+    }
+}
+
+/// Whether ICE is confined to loopback (tests): then the server neither answers nor checks any
+/// other address, not even this machine's own interface addresses that browsers also gather.
+pub fn loopback_only(config: &Config) -> bool {
+    !config.ice_ips.is_empty() && config.ice_ips.iter().all(IpAddr::is_loopback)
+}
+
+/// Whether a trickled candidate (`candidate:… <address> <port> typ …`) is worth adding: on a
+/// loopback-only server only loopback candidates are.
+pub fn candidate_reachable(config: &Config, candidate: &str) -> bool {
+    if !loopback_only(config) {
+        return true;
+    }
+    candidate
+        .split_whitespace()
+        .nth(4)
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
+}
+
+/// The shared media socket of a loopback-only server: datagrams from other addresses (a
+/// browser's checks sent from its interface address) are dropped, so nothing is ever sent back
+/// to them.
+struct LoopbackOnly(tokio::net::UdpSocket);
+
+#[async_trait::async_trait]
+impl webrtc::util::Conn for LoopbackOnly {
+    async fn connect(&self, addr: SocketAddr) -> webrtc::util::Result<()> {
+        Ok(self.0.connect(addr).await?)
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> webrtc::util::Result<usize> {
+        Ok(self.0.recv(buf).await?)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc::util::Result<(usize, SocketAddr)> {
+        loop {
+            let (n, from) = self.0.recv_from(buf).await?;
+            if from.ip().is_loopback() {
+                return Ok((n, from));
+            }
+        }
+    }
+
+    async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
+        Ok(self.0.send(buf).await?)
+    }
+
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc::util::Result<usize> {
+        if !target.ip().is_loopback() {
+            return Err(webrtc::util::Error::Other(format!(
+                "{target} is not loopback; this server is confined to it"
+            )));
+        }
+        Ok(self.0.send_to(buf, target).await?)
+    }
+
+    fn local_addr(&self) -> webrtc::util::Result<SocketAddr> {
+        Ok(self.0.local_addr()?)
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    async fn close(&self) -> webrtc::util::Result<()> {
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loopback_server_keeps_only_loopback_candidates() {
+        let mut c = Config::for_tests();
+        let host = "candidate:1 1 udp 2122260223 192.0.2.2 51512 typ host generation 0";
+        let lo = "candidate:2 1 udp 2122194687 127.0.0.1 40000 typ host generation 0";
+        let mdns = "candidate:3 1 udp 2122260223 0f3c.local 51512 typ host";
+        assert!(candidate_reachable(&c, lo));
+        assert!(!candidate_reachable(&c, host));
+        assert!(!candidate_reachable(&c, mdns));
+        c.ice_ips = vec![];
+        assert!(
+            candidate_reachable(&c, host),
+            "a normal server takes them all"
+        );
     }
 }

@@ -232,6 +232,8 @@ fn client_browser_tests(tools: &Tools) -> Result<()> {
         ("Chromium", "CHROMEDRIVER", tools.chromedriver.clone()),
         ("Firefox", "GECKODRIVER", tools.geckodriver.clone()),
     ];
+    // The browsers' settings are in client/webdriver.json; JSON has no comments, so
+    // ARCHITECTURE.md says why the loopback ones are there.
     for (name, var, driver) in browsers {
         step(&format!("client tests in {name}"), || {
             let mut cmd = tools.command("cargo");
