@@ -173,6 +173,12 @@ impl Driver {
                             "datareporting.policy.dataSubmissionEnabled": false,
                             "network.captive-portal-service.enabled": false,
                             "network.connectivity-service.enabled": false,
+                            "services.settings.server": "data:,#remote-settings-off/v1",
+                            "browser.safebrowsing.update.enabled": false,
+                            "extensions.update.enabled": false,
+                            "media.gmp-manager.updateEnabled": false,
+                            "network.dns.disablePrefetch": true,
+                            "network.prefetch-next": false,
                         }
                     }
                 })
