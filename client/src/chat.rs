@@ -3,7 +3,6 @@
 //! Everything a person wrote reaches the DOM as text, never as HTML.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use protocol::{validate_chat_text, ChatMessage, MAX_CHAT_CHARS};
@@ -35,7 +34,7 @@ struct Inner {
     open: Cell<bool>,
     unread: Cell<u32>,
     /// Sequence numbers shown: history after a rejoin repeats what is already there.
-    seen: RefCell<BTreeSet<u64>>,
+    seen: RefCell<Vec<u64>>,
 }
 
 impl Chat {
@@ -111,8 +110,12 @@ impl Chat {
     /// (not history), so it counts as unread while the panel is closed.
     pub fn receive(&self, message: &ChatMessage, own: bool, live: bool) {
         let r = &self.inner;
-        if !r.seen.borrow_mut().insert(message.seq) {
-            return;
+        {
+            let mut seen = r.seen.borrow_mut();
+            if seen.contains(&message.seq) {
+                return;
+            }
+            seen.push(message.seq);
         }
         let (Some(list), Some(doc)) = (r.ui.element("chat-messages"), r.ui.root().owner_document())
         else {

@@ -190,7 +190,7 @@ struct RemotePeer {
     stream: Option<MediaStream>,
     /// Each screen track in a stream of its own (a second video in the camera's stream would
     /// not play), by track id.
-    screens: BTreeMap<TrackId, MediaStream>,
+    screens: Vec<(TrackId, MediaStream)>,
 }
 
 impl RemotePeer {
@@ -198,7 +198,7 @@ impl RemotePeer {
         RemotePeer {
             info,
             stream: None,
-            screens: BTreeMap::new(),
+            screens: Vec::new(),
         }
     }
 }
@@ -642,7 +642,7 @@ impl Inner {
                     let mut metadata = BTreeMap::new();
                     if let Some(peer) = s.peers.get_mut(&peer_id) {
                         for id in &track_ids {
-                            peer.screens.remove(id);
+                            peer.screens.retain(|(t, _)| t != id);
                             if let Some(m) = peer.info.track_id_to_metadata.remove(id) {
                                 metadata.insert(id.clone(), m);
                             }
@@ -996,7 +996,10 @@ impl Inner {
             // screen gets a stream of its own, never the camera's.
             let existing = peer.and_then(|p| {
                 if is_screen {
-                    p.screens.get(&track_id).cloned()
+                    p.screens
+                        .iter()
+                        .find(|(t, _)| *t == track_id)
+                        .map(|(_, s)| Clone::clone(s))
                 } else {
                     p.stream.clone()
                 }
@@ -1011,7 +1014,11 @@ impl Inner {
             };
             // A reused receiver track leaves the stream it was in before.
             for other in s.peers.values() {
-                for old in other.stream.iter().chain(other.screens.values()) {
+                for old in other
+                    .stream
+                    .iter()
+                    .chain(other.screens.iter().map(|(_, s)| s))
+                {
                     if !js_sys::Object::is(old, &stream) {
                         old.remove_track(&track);
                     }
@@ -1022,7 +1029,8 @@ impl Inner {
             }
             if let Some(p) = s.peers.get_mut(&peer_id) {
                 if is_screen {
-                    p.screens.insert(track_id.clone(), Clone::clone(&stream));
+                    p.screens.retain(|(t, _)| *t != track_id);
+                    p.screens.push((track_id.clone(), Clone::clone(&stream)));
                 } else {
                     p.stream = Some(Clone::clone(&stream));
                 }

@@ -3,7 +3,6 @@
 //! bitrate). The arithmetic is in [`crate::stats`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::Reflect;
@@ -41,7 +40,8 @@ struct Inner {
     endpoint: WebRtcEndpoint,
     /// A peer's display name, by id.
     name_of: Box<dyn Fn(&str) -> String>,
-    previous: RefCell<BTreeMap<String, RtpSample>>,
+    /// The last sample of each track (a few per peer: a list is smaller code than a map).
+    previous: RefCell<Vec<(String, RtpSample)>>,
     busy: Cell<bool>,
     open: Cell<bool>,
 }
@@ -108,6 +108,14 @@ impl Drop for StatsMonitor {
     }
 }
 
+/// `value` with `digits` decimals, by the browser: Rust's float formatting would add ~20 KB.
+fn fixed(value: f64, digits: u8) -> String {
+    js_sys::Number::from(value)
+        .to_fixed(digits)
+        .map(String::from)
+        .unwrap_or_default()
+}
+
 fn number(stat: &JsValue, key: &str) -> Option<f64> {
     Reflect::get(stat, &JsValue::from_str(key)).ok()?.as_f64()
 }
@@ -153,7 +161,10 @@ impl Inner {
         let mut outbound_kbps = 0.0;
         let mut outbound_known = false;
         let mut previous = self.previous.borrow_mut();
-        let mut seen = BTreeMap::new();
+        let mut seen = Vec::new();
+        let before = |previous: &[(String, RtpSample)], key: &str| {
+            previous.iter().find(|(k, _)| k == key).map(|(_, s)| *s)
+        };
         for stat in stats_of(&report) {
             match string(&stat, "type").as_deref() {
                 Some("candidate-pair") => {
@@ -183,8 +194,8 @@ impl Inner {
                         continue;
                     };
                     let cur = sample_of(&stat, "bytesReceived", "packetsReceived");
-                    let rates = previous.get(&track_id).and_then(|prev| rates(prev, &cur));
-                    seen.insert(track_id.clone(), cur);
+                    let rates = before(&previous, &track_id).and_then(|prev| rates(&prev, &cur));
+                    seen.push((track_id.clone(), cur));
                     rows.push(TrackRow {
                         track_id,
                         kind: string(&stat, "kind").unwrap_or_default(),
@@ -195,11 +206,11 @@ impl Inner {
                 Some("outbound-rtp") => {
                     let key = format!("out:{}", string(&stat, "id").unwrap_or_default());
                     let cur = sample_of(&stat, "bytesSent", "packetsSent");
-                    if let Some(r) = previous.get(&key).and_then(|prev| rates(prev, &cur)) {
+                    if let Some(r) = before(&previous, &key).and_then(|prev| rates(&prev, &cur)) {
                         outbound_kbps += r.kbps;
                         outbound_known = true;
                     }
-                    seen.insert(key, cur);
+                    seen.push((key, cur));
                 }
                 _ => {}
             }
@@ -207,21 +218,24 @@ impl Inner {
         *previous = seen;
         drop(previous);
 
-        let mut by_peer: BTreeMap<&str, Vec<Quality>> = BTreeMap::new();
-        for row in &rows {
-            let q = row
-                .rates
+        let verdict = |row: &TrackRow| {
+            row.rates
                 .as_ref()
                 .map(|r| quality(r, rtt_ms))
-                .unwrap_or(Quality::Unknown);
-            by_peer.entry(&row.peer_id).or_default().push(q);
-        }
-        for (peer, qualities) in by_peer {
-            self.ui.set_quality(peer, worst(qualities).as_str());
+                .unwrap_or(Quality::Unknown)
+        };
+        for (i, row) in rows.iter().enumerate() {
+            // Each peer once, at its first row: the worst of its tracks.
+            if rows[..i].iter().any(|r| r.peer_id == row.peer_id) {
+                continue;
+            }
+            let peer_rows = rows.iter().filter(|r| r.peer_id == row.peer_id);
+            let q = worst(peer_rows.map(verdict));
+            self.ui.set_quality(&row.peer_id, q.as_str());
         }
         if let Some(out) = self.ui.element("stats-outbound") {
             let text = if outbound_known {
-                format!("{outbound_kbps:.0}")
+                fixed(outbound_kbps, 0)
             } else {
                 "–".to_owned()
             };
@@ -254,19 +268,16 @@ impl Inner {
         let cells = [
             (None, row.kind.clone()),
             (None, (self.name_of)(&row.peer_id)),
-            (
-                Some("bitrate"),
-                r.map_or_else(dash, |r| format!("{:.0}", r.kbps)),
-            ),
+            (Some("bitrate"), r.map_or_else(dash, |r| fixed(r.kbps, 0))),
             (
                 Some("loss"),
-                r.map_or_else(dash, |r| format!("{:.1}", r.loss * 100.0)),
+                r.map_or_else(dash, |r| fixed(r.loss * 100.0, 1)),
             ),
             (
                 Some("jitter"),
-                r.map_or_else(dash, |r| format!("{:.0}", r.jitter_ms)),
+                r.map_or_else(dash, |r| fixed(r.jitter_ms, 0)),
             ),
-            (Some("rtt"), rtt_ms.map_or_else(dash, |v| format!("{v:.0}"))),
+            (Some("rtt"), rtt_ms.map_or_else(dash, |v| fixed(v, 0))),
         ];
         for (stat, text) in cells {
             let td = doc.create_element("td")?;
