@@ -454,6 +454,12 @@ impl WebRtcEndpoint {
             .cloned()
     }
 
+    /// Asks the server for an ICE restart now (what ICE trouble does by itself; diagnostics and
+    /// tests).
+    pub fn restart_ice(&self) {
+        self.inner.restart_ice();
+    }
+
     /// The reconnect token from `peerAccepted`, if the server gave one.
     pub fn reconnect_token(&self) -> Option<String> {
         self.inner.state.borrow().reconnect_token.clone()

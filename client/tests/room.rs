@@ -1061,3 +1061,45 @@ async fn switching_the_camera_keeps_sending_and_keeps_the_mute_state() {
     bob.leave();
     alice.leave();
 }
+
+fn ufrag(room: &Room) -> Option<String> {
+    let sdp = room.peer_connection()?.remote_description()?.sdp();
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
+#[wasm_bindgen_test]
+async fn an_ice_restart_keeps_the_media_flowing() {
+    let name = unique_room("ice-restart");
+    let alice = room(&name, "Alice");
+    let alice_id = alice.join().await.expect("Alice joins");
+    let bob = room(&name, "Bob");
+    bob.join().await.expect("Bob joins");
+    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let before = ufrag(&bob).unwrap();
+    let pc = bob.peer_connection().unwrap();
+
+    bob.endpoint().restart_ice();
+    wait_for("an offer with new ICE credentials", 10_000.0, || {
+        ufrag(&bob).is_some_and(|u| u != before)
+    })
+    .await;
+    wait_for("ICE to connect again", 15_000.0, || ice_connected(&bob)).await;
+    assert!(
+        js_sys::Object::is(&bob.peer_connection().unwrap(), &pc),
+        "the same connection"
+    );
+    let video: HtmlVideoElement = bob
+        .ui()
+        .video_element(&alice_id)
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let t = video.current_time();
+    common::sleep(1_500).await;
+    assert!(video.current_time() > t, "Alice's video still plays");
+    assert_eq!(bob.ui().error_message(), None);
+    bob.leave();
+    alice.leave();
+}
