@@ -979,6 +979,14 @@ impl EndpointCallbacks for RoomEvents {
         *r.peers.borrow_mut() = peers_in_room.to_vec();
         for peer in peers_in_room {
             r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);
+            // Back after a reconnect: a share that ended meanwhile was never reported.
+            let sharing = peer
+                .track_id_to_metadata
+                .values()
+                .any(|m| m.source == TrackSource::Screen);
+            if !sharing {
+                r.ui.remove_screen_tile(&peer.id);
+            }
         }
         r.update_participants_list();
         r.finish_reconnect();

@@ -1103,3 +1103,52 @@ async fn an_ice_restart_keeps_the_media_flowing() {
     bob.leave();
     alice.leave();
 }
+
+#[wasm_bindgen_test]
+async fn a_screen_shared_before_a_reconnect_is_shared_after_it() {
+    let name = unique_room("share-reconnect");
+    let alice = room(&name, "Alice");
+    alice.join().await.expect("Alice joins");
+    let bob = room(&name, "Bob");
+    bob.join().await.expect("Bob joins");
+    let screen = MediaSource::UserMedia(MediaConstraints {
+        audio: false,
+        ..MEDIA_CONSTRAINTS
+    })
+    .get()
+    .await
+    .unwrap();
+    alice.share_screen(&screen).unwrap();
+    let sees_screen = |id: &str| {
+        bob.ui()
+            .video_element(&format!("screen-{id}"))
+            .and_then(|v| v.dyn_into::<HtmlVideoElement>().ok())
+            .is_some_and(|v| v.video_width() > 0)
+    };
+    let id = alice.endpoint().local_peer_id().unwrap();
+    wait_for("Bob to see Alice's screen", 15_000.0, || sees_screen(&id)).await;
+
+    alice.web_socket().close().unwrap();
+    wait_for("the Reconnecting banner", 2_000.0, || banner_shown(&alice)).await;
+    wait_for("Alice to be back", 15_000.0, || !banner_shown(&alice)).await;
+    let id = alice.endpoint().local_peer_id().unwrap();
+    wait_for("Bob to see Alice's screen again", 15_000.0, || {
+        sees_screen(&id)
+    })
+    .await;
+    assert!(alice.is_sharing_screen());
+    assert_eq!(
+        alice.endpoint().uplink().len(),
+        3,
+        "mic, camera and screen sent"
+    );
+    let screens = bob
+        .ui()
+        .root()
+        .query_selector_all(".feed-screen")
+        .unwrap()
+        .length();
+    assert_eq!(screens, 1, "one screen tile");
+    bob.leave();
+    alice.leave();
+}
