@@ -115,6 +115,13 @@ pub struct Config {
     #[arg(long, env = "VIDEOROOM_TLS_DIR", default_value = "videoroom-dev-tls")]
     pub tls_dir: PathBuf,
 
+    /// Seconds a participant whose connection dropped (no `leave`) keeps its place: the others
+    /// see its media go at once but no departure, and a reconnect with its token within this
+    /// time comes back as the same participant. 0 removes it at once.
+    #[arg(long, env = "VIDEOROOM_RECONNECT_GRACE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub reconnect_grace_secs: u64,
+
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
@@ -134,6 +141,8 @@ impl Config {
             max_peers_per_room: 16,
             max_peers: 512,
             join_timeout_secs: 10,
+            // Tests of departures expect them at once; the reconnect tests set a grace.
+            reconnect_grace_secs: 0,
             allowed_origins: Vec::new(),
             keepalive_secs: 9,
             ice_connect_timeout_secs: 20,
@@ -176,6 +185,11 @@ impl Config {
     /// How long ICE and DTLS may take.
     pub fn ice_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.ice_connect_timeout_secs)
+    }
+
+    /// How long a dropped participant keeps its place.
+    pub fn reconnect_grace(&self) -> std::time::Duration {
+        Duration::from_secs(self.reconnect_grace_secs)
     }
 
     /// How long a fresh connection may take to join.

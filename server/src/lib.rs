@@ -12,6 +12,7 @@ pub mod forwarder;
 pub mod metrics;
 pub mod nack;
 pub mod peer;
+pub mod reconnect;
 pub mod room;
 pub mod rooms;
 pub mod rtc;

@@ -132,6 +132,8 @@ struct Published {
 pub struct Peer {
     /// The peer's id.
     pub id: PeerId,
+    /// The room session holding this member (a reconnect makes a new one).
+    session: u64,
     room: Arc<Room>,
     pc: Arc<RTCPeerConnection>,
     out: Outbox,
@@ -157,9 +159,11 @@ pub struct Peer {
 
 impl Peer {
     /// Creates the peer connection, ready to receive the client's audio and video.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         app: &AppState,
         id: PeerId,
+        session: u64,
         room: Arc<Room>,
         out: Outbox,
         tasks: CancellationToken,
@@ -199,6 +203,7 @@ impl Peer {
 
         let peer = Peer {
             id,
+            session,
             room,
             pc,
             out,
@@ -656,7 +661,7 @@ impl Peer {
             local_id,
             forwarder: cancel,
         });
-        self.room.publish(&self.id, vec![track]);
+        self.room.publish(&self.id, self.session, vec![track]);
     }
 
     /// Voice activity for an audio track whose connection negotiated the audio level.

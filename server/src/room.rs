@@ -3,6 +3,7 @@
 //! whose queue is full is too slow to keep up and is disconnected, so it cannot stall the room.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::{
@@ -14,6 +15,7 @@ use tracing::{info, warn, Span};
 
 use crate::chat::{self, ChatLog};
 use crate::forwarder::PublishedTrack;
+use crate::reconnect;
 
 /// What a room asks of one peer's session.
 #[derive(Clone)]
@@ -33,6 +35,9 @@ pub struct MemberHandle {
     pub commands: mpsc::Sender<PeerCommand>,
     /// Cancelled to disconnect the member.
     pub kill: CancellationToken,
+    /// Set (before `kill`) when a reconnect took this member over: the session ends without
+    /// leaving the room.
+    pub replaced: Arc<AtomicBool>,
 }
 
 impl MemberHandle {
@@ -51,10 +56,41 @@ struct Member {
     id: PeerId,
     metadata: PeerMetadata,
     tracks: Vec<Arc<PublishedTrack>>,
-    handle: MemberHandle,
+    /// None while away: the session was lost and the member awaits a reconnect.
+    handle: Option<MemberHandle>,
+    /// The session that holds the member; a reconnect gets a new one, so the old session's
+    /// late leave or publish does not touch the new one's state.
+    session: u64,
+    /// The reconnect token of the latest admission.
+    token: String,
 }
 
 impl Member {
+    fn deliver(&self, cmd: PeerCommand) {
+        if let Some(h) = &self.handle {
+            h.deliver(&self.id, cmd);
+        }
+    }
+
+    /// Takes the member's tracks away, telling the others (`tracksRemoved`, unsubscribe).
+    fn withdraw_tracks(members: &mut [Member], i: usize) {
+        let gone = std::mem::take(&mut members[i].tracks);
+        if gone.is_empty() {
+            return;
+        }
+        let track_ids: Vec<TrackId> = gone.iter().map(|t| t.id.clone()).collect();
+        let removed = ServerMediaEvent::TracksRemoved {
+            peer_id: members[i].id.clone(),
+            track_ids: track_ids.clone(),
+        };
+        for (_, m) in members.iter().enumerate().filter(|(j, _)| *j != i) {
+            for t in &track_ids {
+                m.deliver(PeerCommand::Unsubscribe(t.clone()));
+            }
+            m.deliver(PeerCommand::Send(removed.clone()));
+        }
+    }
+
     fn info(&self) -> PeerInfo {
         PeerInfo {
             id: self.id.clone(),
@@ -86,6 +122,20 @@ pub enum JoinDenied {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("track {0} is not one of yours")]
 pub struct NotYours(pub TrackId);
+
+/// A successful join.
+pub struct Admission {
+    /// The peer's id: new, or the same as before for a reconnect.
+    pub id: PeerId,
+    /// The session number holding the member (for leave and publish).
+    pub session: u64,
+    /// The token for the next reconnect.
+    pub token: String,
+    /// Whether this took over a member through its reconnect token.
+    pub reconnected: bool,
+    /// What the peer finds in the room.
+    pub snapshot: Snapshot,
+}
 
 /// What a newcomer finds in the room.
 pub struct Snapshot {
@@ -145,79 +195,149 @@ impl Room {
         self.len() == 0
     }
 
-    /// Adds a peer (the registry has checked the caps); tells the others.
+    /// Adds a peer, or with a valid reconnect token gives a member back to a new session
+    /// (the others hear of a name change only); tells the others. The registry passes
+    /// `server_full` (a reconnect is still let in) and a fresh session number.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn join(
         &self,
         id: PeerId,
         metadata: PeerMetadata,
         handle: MemberHandle,
         cap: usize,
-    ) -> Result<Snapshot, JoinDenied> {
+        server_full: bool,
+        reconnect_token: Option<&str>,
+        session: u64,
+    ) -> Result<Admission, JoinDenied> {
         let mut members = self.members();
+        let token = reconnect::new_token();
+        let returning = reconnect_token.and_then(|t| {
+            members
+                .iter()
+                .position(|m| reconnect::tokens_match(&m.token, t))
+        });
+        if let Some(i) = returning {
+            // Still connected as far as we know (the drop is not noticed yet): that session
+            // ends without leaving.
+            if let Some(old) = members[i].handle.take() {
+                old.replaced.store(true, Ordering::SeqCst);
+                old.kill.cancel();
+            }
+            Member::withdraw_tracks(&mut members, i);
+            let me = &mut members[i];
+            me.handle = Some(handle);
+            me.session = session;
+            me.token = token.clone();
+            let renamed = me.metadata != metadata;
+            me.metadata = metadata;
+            let (id, info) = (me.id.clone(), me.info());
+            if renamed {
+                let event = ServerMediaEvent::PeerUpdated {
+                    peer_id: id.clone(),
+                    metadata: info.metadata,
+                };
+                for m in members.iter().filter(|m| m.id != id) {
+                    m.deliver(PeerCommand::Send(event.clone()));
+                }
+            }
+            info!(parent: &self.span, peer = %id, "peer reconnected");
+            let snapshot = self.snapshot(&members, Some(&id));
+            return Ok(Admission {
+                id,
+                session,
+                token,
+                reconnected: true,
+                snapshot,
+            });
+        }
+        if server_full {
+            return Err(JoinDenied::ServerFull);
+        }
         if members.len() >= cap {
             return Err(JoinDenied::RoomFull(cap));
         }
-        let snapshot = Snapshot {
-            peers: members.iter().map(Member::info).collect(),
-            tracks: members
-                .iter()
-                .flat_map(|m| m.tracks.iter().cloned())
-                .collect(),
-            chat: self.chat_log().history(),
-        };
+        let snapshot = self.snapshot(&members, None);
         let newcomer = Member {
-            id,
+            id: id.clone(),
             metadata,
             tracks: Vec::new(),
-            handle,
+            handle: Some(handle),
+            session,
+            token: token.clone(),
         };
         let joined = ServerMediaEvent::PeerJoined {
             peer: newcomer.info(),
         };
         for m in members.iter() {
-            m.handle.deliver(&m.id, PeerCommand::Send(joined.clone()));
+            m.deliver(PeerCommand::Send(joined.clone()));
         }
         info!(parent: &self.span, peer = %newcomer.id, size = members.len() + 1, "peer joined");
         members.push(newcomer);
-        Ok(snapshot)
+        Ok(Admission {
+            id,
+            session,
+            token,
+            reconnected: false,
+            snapshot,
+        })
     }
 
-    /// Removes a peer and tells the others; true when the room is now empty.
-    pub(crate) fn leave(&self, id: &str) -> bool {
+    /// Everyone but `except`, their tracks and the chat.
+    fn snapshot(&self, members: &[Member], except: Option<&str>) -> Snapshot {
+        let others = || members.iter().filter(|m| Some(m.id.as_str()) != except);
+        Snapshot {
+            peers: others().map(Member::info).collect(),
+            tracks: others().flat_map(|m| m.tracks.iter().cloned()).collect(),
+            chat: self.chat_log().history(),
+        }
+    }
+
+    /// Removes a peer (if `session` still holds it) and tells the others; true when the room
+    /// is now empty.
+    pub(crate) fn leave(&self, id: &str, session: u64) -> bool {
         let mut members = self.members();
-        let Some(pos) = members.iter().position(|m| m.id == id) else {
+        let Some(pos) = members
+            .iter()
+            .position(|m| m.id == id && m.session == session)
+        else {
             return members.is_empty();
         };
+        Member::withdraw_tracks(&mut members, pos);
         let gone = members.remove(pos);
-        let track_ids: Vec<TrackId> = gone.tracks.iter().map(|t| t.id.clone()).collect();
         for m in members.iter() {
-            if !track_ids.is_empty() {
-                for t in &track_ids {
-                    m.handle.deliver(&m.id, PeerCommand::Unsubscribe(t.clone()));
-                }
-                m.handle.deliver(
-                    &m.id,
-                    PeerCommand::Send(ServerMediaEvent::TracksRemoved {
-                        peer_id: gone.id.clone(),
-                        track_ids: track_ids.clone(),
-                    }),
-                );
-            }
-            m.handle.deliver(
-                &m.id,
-                PeerCommand::Send(ServerMediaEvent::PeerLeft {
-                    peer_id: gone.id.clone(),
-                }),
-            );
+            m.deliver(PeerCommand::Send(ServerMediaEvent::PeerLeft {
+                peer_id: gone.id.clone(),
+            }));
         }
         info!(parent: &self.span, peer = %gone.id, size = members.len(), "peer left");
         members.is_empty()
     }
 
-    /// Records tracks `publisher` started publishing and has every other member subscribe.
-    pub fn publish(&self, publisher: &str, tracks: Vec<Arc<PublishedTrack>>) {
+    /// The session lost its connection: the member stays (listed, counted) without tracks —
+    /// the others get `tracksRemoved` now, `peerLeft` only if it does not come back. False
+    /// when `session` no longer holds the member.
+    pub(crate) fn detach(&self, id: &str, session: u64) -> bool {
         let mut members = self.members();
-        let Some(owner) = members.iter_mut().find(|m| m.id == publisher) else {
+        let Some(pos) = members
+            .iter()
+            .position(|m| m.id == id && m.session == session && m.handle.is_some())
+        else {
+            return false;
+        };
+        members[pos].handle = None;
+        Member::withdraw_tracks(&mut members, pos);
+        info!(parent: &self.span, peer = %id, "peer away, awaiting a reconnect");
+        true
+    }
+
+    /// Records tracks `publisher` started publishing and has every other member subscribe
+    /// (nothing when `session` no longer holds the member: a replaced session's late track).
+    pub fn publish(&self, publisher: &str, session: u64, tracks: Vec<Arc<PublishedTrack>>) {
+        let mut members = self.members();
+        let Some(owner) = members
+            .iter_mut()
+            .find(|m| m.id == publisher && m.session == session)
+        else {
             return;
         };
         owner.tracks.extend(tracks.iter().cloned());
@@ -226,9 +346,9 @@ impl Room {
             track_id_to_metadata: track_map(&tracks),
         };
         for m in members.iter().filter(|m| m.id != publisher) {
-            m.handle.deliver(&m.id, PeerCommand::Send(added.clone()));
+            m.deliver(PeerCommand::Send(added.clone()));
             for t in &tracks {
-                m.handle.deliver(&m.id, PeerCommand::Subscribe(t.clone()));
+                m.deliver(PeerCommand::Subscribe(t.clone()));
             }
         }
     }
@@ -247,9 +367,9 @@ impl Room {
         };
         for m in members.iter().filter(|m| m.id != publisher) {
             for t in track_ids {
-                m.handle.deliver(&m.id, PeerCommand::Unsubscribe(t.clone()));
+                m.deliver(PeerCommand::Unsubscribe(t.clone()));
             }
-            m.handle.deliver(&m.id, PeerCommand::Send(removed.clone()));
+            m.deliver(PeerCommand::Send(removed.clone()));
         }
     }
 
@@ -270,7 +390,7 @@ impl Room {
             speaking,
         };
         for m in members.iter() {
-            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+            m.deliver(PeerCommand::Send(event.clone()));
         }
     }
 
@@ -286,7 +406,7 @@ impl Room {
             metadata,
         };
         for m in members.iter().filter(|m| m.id != id) {
-            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+            m.deliver(PeerCommand::Send(event.clone()));
         }
     }
 
@@ -304,7 +424,7 @@ impl Room {
         );
         let event = ServerMediaEvent::ChatMessage(msg);
         for m in members.iter() {
-            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+            m.deliver(PeerCommand::Send(event.clone()));
         }
     }
 
@@ -328,7 +448,7 @@ impl Room {
             track_metadata: metadata,
         };
         for m in members.iter().filter(|m| m.id != id) {
-            m.handle.deliver(&m.id, PeerCommand::Send(event.clone()));
+            m.deliver(PeerCommand::Send(event.clone()));
         }
         Ok(())
     }

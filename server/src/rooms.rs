@@ -2,17 +2,20 @@
 //! per room and one for the whole server.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::{PeerId, PeerMetadata};
 
-use crate::room::{JoinDenied, MemberHandle, Room, Snapshot};
+use crate::room::{Admission, JoinDenied, MemberHandle, Room};
 
 /// Every room on this server.
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     per_room: usize,
     total_cap: usize,
+    /// Numbers every admission (see `Room::join`).
+    next_session: AtomicU64,
 }
 
 /// Room and peer counts, for health checks and leak tests.
@@ -33,6 +36,7 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             per_room,
             total_cap,
+            next_session: AtomicU64::new(1),
         }
     }
 
@@ -41,26 +45,40 @@ impl Rooms {
     }
 
     /// Puts a peer in the named room, creating it if needed.
+    /// With a reconnect token of a member of that room, the member is given back (same id),
+    /// even when the server is full.
     pub fn join(
         &self,
         room: &str,
         id: PeerId,
         metadata: PeerMetadata,
         handle: MemberHandle,
-    ) -> Result<(Arc<Room>, Snapshot), JoinDenied> {
+        reconnect_token: Option<&str>,
+    ) -> Result<(Arc<Room>, Admission), JoinDenied> {
         // The registry lock is held across the room's join so that a room cannot be dropped as
         // empty between being found and being joined.
         let mut map = self.map();
         let peers: usize = map.values().map(|r| r.len()).sum();
-        if peers >= self.total_cap {
-            return Err(JoinDenied::ServerFull);
-        }
-        let r = map
-            .entry(room.to_owned())
-            .or_insert_with(|| Arc::new(Room::new(room.to_owned())))
-            .clone();
-        match r.join(id, metadata, handle, self.per_room) {
-            Ok(snapshot) => Ok((r, snapshot)),
+        let server_full = peers >= self.total_cap;
+        let r = match map.get(room) {
+            Some(r) => r.clone(),
+            None if server_full => return Err(JoinDenied::ServerFull),
+            None => map
+                .entry(room.to_owned())
+                .or_insert_with(|| Arc::new(Room::new(room.to_owned())))
+                .clone(),
+        };
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        match r.join(
+            id,
+            metadata,
+            handle,
+            self.per_room,
+            server_full,
+            reconnect_token,
+            session,
+        ) {
+            Ok(admission) => Ok((r, admission)),
             Err(denied) => {
                 if r.is_empty() {
                     map.remove(room);
@@ -70,10 +88,11 @@ impl Rooms {
         }
     }
 
-    /// Takes a peer out of its room; drops the room when it empties.
-    pub fn leave(&self, room: &Room, id: &str) {
+    /// Takes a peer out of its room if `session` still holds it; drops the room when it
+    /// empties.
+    pub fn leave(&self, room: &Room, id: &str, session: u64) {
         let mut map = self.map();
-        if room.leave(id) {
+        if room.leave(id, session) {
             // Only remove the entry if it is still this room (it always is while we hold the
             // lock, but be exact).
             if map
@@ -110,6 +129,7 @@ mod tests {
             MemberHandle {
                 commands: tx,
                 kill: CancellationToken::new(),
+                replaced: Default::default(),
             },
             rx,
         )
@@ -125,8 +145,8 @@ mod tests {
     fn rooms_are_created_on_join_and_dropped_when_empty() {
         let rooms = Rooms::new(2, 10);
         let (a, _ra) = member(8);
-        let (room, snap) = rooms.join("r", "a".into(), meta("A"), a).unwrap();
-        assert!(snap.peers.is_empty());
+        let (room, adm) = rooms.join("r", "a".into(), meta("A"), a, None).unwrap();
+        assert!(adm.snapshot.peers.is_empty());
         assert_eq!(
             rooms.census(),
             Census {
@@ -135,7 +155,7 @@ mod tests {
                 tracks: 0
             }
         );
-        rooms.leave(&room, "a");
+        rooms.leave(&room, "a", adm.session);
         assert_eq!(
             rooms.census(),
             Census {
@@ -152,14 +172,17 @@ mod tests {
         let (a, mut ra) = member(8);
         let (b, _rb) = member(8);
         let (c, _rc) = member(8);
-        rooms.join("r", "a".into(), meta("A"), a).unwrap();
-        let (_, snap) = rooms.join("r", "b".into(), meta("B"), b).unwrap();
-        assert_eq!(snap.peers.len(), 1);
+        rooms.join("r", "a".into(), meta("A"), a, None).unwrap();
+        let (_, adm) = rooms.join("r", "b".into(), meta("B"), b, None).unwrap();
+        assert_eq!(adm.snapshot.peers.len(), 1);
         assert!(matches!(
             ra.try_recv(),
             Ok(PeerCommand::Send(ServerMediaEvent::PeerJoined { .. }))
         ));
-        let denied = rooms.join("r", "c".into(), meta("C"), c).err().unwrap();
+        let denied = rooms
+            .join("r", "c".into(), meta("C"), c, None)
+            .err()
+            .unwrap();
         assert_eq!(denied, JoinDenied::RoomFull(2));
         assert_eq!(denied.to_string(), "room is full (2 participants)");
         assert!(ra.try_recv().is_err(), "no peerJoined for a denied peer");
@@ -171,10 +194,10 @@ mod tests {
         let (a, _ra) = member(8);
         let (b, _rb) = member(8);
         let (c, _rc) = member(8);
-        rooms.join("r1", "a".into(), meta("A"), a).unwrap();
-        rooms.join("r2", "b".into(), meta("B"), b).unwrap();
+        rooms.join("r1", "a".into(), meta("A"), a, None).unwrap();
+        rooms.join("r2", "b".into(), meta("B"), b, None).unwrap();
         assert_eq!(
-            rooms.join("r3", "c".into(), meta("C"), c).err(),
+            rooms.join("r3", "c".into(), meta("C"), c, None).err(),
             Some(JoinDenied::ServerFull)
         );
         assert_eq!(rooms.census().rooms, 2);
@@ -185,12 +208,74 @@ mod tests {
         let rooms = Rooms::new(5, 10);
         let (slow, _slow_rx) = member(1);
         let kill = slow.kill.clone();
-        rooms.join("r", "slow".into(), meta("S"), slow).unwrap();
+        rooms
+            .join("r", "slow".into(), meta("S"), slow, None)
+            .unwrap();
         for i in 0..3 {
             let (h, _r) = member(8);
-            rooms.join("r", format!("p{i}"), meta("P"), h).unwrap();
+            rooms
+                .join("r", format!("p{i}"), meta("P"), h, None)
+                .unwrap();
         }
         assert!(kill.is_cancelled());
+    }
+
+    #[test]
+    fn a_reconnect_token_gives_the_member_back_once_and_old_sessions_are_ignored() {
+        let rooms = Rooms::new(2, 10);
+        let (a, mut ra) = member(8);
+        let (b, _rb) = member(8);
+        let (room, _) = rooms.join("r", "a".into(), meta("A"), a, None).unwrap();
+        let (_, bob) = rooms.join("r", "b".into(), meta("B"), b, None).unwrap();
+        let _ = ra.try_recv(); // peerJoined
+        assert!(room.detach("b", bob.session));
+        assert!(
+            ra.try_recv().is_err(),
+            "no peerLeft while away (and no tracks to remove)"
+        );
+        // Away members still count: the room (cap 2) is full for a newcomer.
+        let (c, _rc) = member(8);
+        assert_eq!(
+            rooms.join("r", "c".into(), meta("C"), c, None).err(),
+            Some(JoinDenied::RoomFull(2))
+        );
+        let (b2, _rb2) = member(8);
+        let (_, back) = rooms
+            .join("r", "b2".into(), meta("B"), b2, Some(&bob.token))
+            .unwrap();
+        assert!(back.reconnected);
+        assert_eq!(back.id, "b");
+        assert_ne!(back.token, bob.token, "a new token each time");
+        assert!(ra.try_recv().is_err(), "no peerJoined, no peerUpdated");
+        // The old session's late leave does nothing; the token was single use.
+        rooms.leave(&room, "b", bob.session);
+        assert_eq!(rooms.census().peers, 2);
+        let (b3, _rb3) = member(8);
+        assert!(rooms
+            .join("r", "b3".into(), meta("B"), b3, Some(&bob.token))
+            .is_err_and(|e| e == JoinDenied::RoomFull(2)));
+        // A live member taken over by a reconnect: its session is told it was replaced.
+        let (b4, _rb4) = member(8);
+        let replaced = b4.replaced.clone();
+        let kill = b4.kill.clone();
+        let (b5, _rb5) = member(8);
+        let (_, again) = rooms
+            .join("r", "x".into(), meta("B"), b4, Some(&back.token))
+            .unwrap();
+        rooms
+            .join("r", "y".into(), meta("Bea"), b5, Some(&again.token))
+            .unwrap();
+        assert!(replaced.load(Ordering::SeqCst) && kill.is_cancelled());
+        assert!(matches!(
+            ra.try_recv(),
+            Ok(PeerCommand::Send(ServerMediaEvent::PeerUpdated { peer_id, .. })) if peer_id == "b"
+        ));
+        // The new session's leave removes it.
+        rooms.leave(&room, "b", again.session + 1);
+        assert!(matches!(
+            ra.try_recv(),
+            Ok(PeerCommand::Send(ServerMediaEvent::PeerLeft { peer_id })) if peer_id == "b"
+        ));
     }
 
     #[test]
@@ -198,10 +283,10 @@ mod tests {
         let rooms = Rooms::new(5, 10);
         let (a, mut ra) = member(8);
         let (b, _rb) = member(8);
-        let (room, _) = rooms.join("r", "a".into(), meta("A"), a).unwrap();
-        rooms.join("r", "b".into(), meta("B"), b).unwrap();
+        let (room, _) = rooms.join("r", "a".into(), meta("A"), a, None).unwrap();
+        let (_, bob) = rooms.join("r", "b".into(), meta("B"), b, None).unwrap();
         let _ = ra.try_recv();
-        rooms.leave(&room, "b");
+        rooms.leave(&room, "b", bob.session);
         assert!(matches!(
             ra.try_recv(),
             Ok(PeerCommand::Send(ServerMediaEvent::PeerLeft { peer_id })) if peer_id == "b"

@@ -5,6 +5,7 @@
 //! through an [`Outbox`], which never blocks: a client that stops reading fills its queue and is
 //! disconnected instead of stalling the room.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::chat::{CHAT_BURST, CHAT_PER_SECOND};
 use crate::peer::{Peer, PeerError};
-use crate::room::{MemberHandle, PeerCommand, Room};
+use crate::reconnect;
+use crate::room::{Admission, MemberHandle, PeerCommand, Room};
 use crate::AppState;
 
 /// Frames queued for one client before it counts as not reading.
@@ -169,6 +171,8 @@ enum End {
     JoinTimeout,
     Transport,
     Killed,
+    /// A reconnect with this member's token took over.
+    Replaced,
     Shutdown,
     Peer(PeerError),
 }
@@ -186,6 +190,7 @@ impl End {
             End::TooManyErrors => (CLOSE_POLICY, "too many invalid messages".to_owned()),
             End::JoinTimeout => (CLOSE_POLICY, "no join in time".to_owned()),
             End::Killed => (CLOSE_POLICY, "too slow to keep up".to_owned()),
+            End::Replaced => (CLOSE_NORMAL, "replaced by a newer connection".to_owned()),
             End::Shutdown => (CLOSE_GOING_AWAY, "server shutting down".to_owned()),
             End::Peer(e) => (CLOSE_INTERNAL, e.to_string()),
         };
@@ -407,24 +412,44 @@ async fn converse(s: &mut Session) -> End {
         match msg {
             Inbound::Ended(end) => return end,
             Inbound::Message(ClientMessage::MediaEvent {
-                data: ClientMediaEvent::Join { metadata, .. },
+                data:
+                    ClientMediaEvent::Join {
+                        metadata,
+                        reconnect_token,
+                    },
             }) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
                 let peer_kill = s.kill.child_token();
+                let replaced = Arc::new(AtomicBool::new(false));
                 let handle = MemberHandle {
                     commands: tx,
                     kill: peer_kill.clone(),
+                    replaced: replaced.clone(),
                 };
                 let display_name = metadata.display_name.clone();
-                match s.app.rooms.join(&room_name, id.clone(), metadata, handle) {
+                match s
+                    .app
+                    .rooms
+                    .join(&room_name, id, metadata, handle, reconnect_token.as_deref())
+                {
                     Err(denied) => {
                         info!(room = %room_name, reason = %denied, "join denied");
                         s.out.media(ServerMediaEvent::PeerDenied {
                             reason: denied.to_string(),
                         });
                     }
-                    Ok((room, snapshot)) => {
+                    Ok((room, admission)) => {
+                        let Admission {
+                            id,
+                            session,
+                            token,
+                            reconnected,
+                            snapshot,
+                        } = admission;
+                        if reconnect_token.is_some() && !reconnected {
+                            debug!("unknown or expired reconnect token: an ordinary join");
+                        }
                         s.out.media(ServerMediaEvent::PeerAccepted {
                             id: id.clone(),
                             peers_in_room: snapshot.peers,
@@ -434,17 +459,39 @@ async fn converse(s: &mut Session) -> End {
                                 crate::access::now_unix(),
                             ),
                             chat_history: snapshot.chat,
-                            reconnect_token: None,
+                            reconnect_token: Some(token),
                         });
-                        let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name);
+                        let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name, reconnected);
                         s.police_idle = true;
                         s.last_seen = Instant::now();
-                        let end =
-                            in_room(s, &room, id.clone(), snapshot.tracks, commands, peer_kill)
-                                .instrument(span)
-                                .await;
+                        let end = in_room(
+                            s,
+                            &room,
+                            id.clone(),
+                            session,
+                            snapshot.tracks,
+                            commands,
+                            peer_kill,
+                        )
+                        .instrument(span)
+                        .await;
                         s.police_idle = false;
-                        s.app.rooms.leave(&room, &id);
+                        let end = match end {
+                            Some(End::Killed) if replaced.load(Ordering::SeqCst) => {
+                                Some(End::Replaced)
+                            }
+                            end => end,
+                        };
+                        match &end {
+                            // A clean leave, or the server stopping: gone at once.
+                            None | Some(End::ClientLeft | End::Shutdown) => {
+                                s.app.rooms.leave(&room, &id, session)
+                            }
+                            // The member now belongs to the reconnected session.
+                            Some(End::Replaced) => {}
+                            // Lost without a word: keep the place for a reconnect.
+                            Some(_) => reconnect::hold(&s.app, &room, &id, session),
+                        }
                         match end {
                             // Left the room but kept the channel: rejoin in time or go.
                             None => deadline = Some(Instant::now() + s.app.config.join_timeout()),
@@ -524,10 +571,12 @@ fn event_name(e: &ClientMediaEvent) -> &'static str {
 }
 
 /// Life in the room. `None`: the peer left the room but keeps the channel.
+#[allow(clippy::too_many_arguments)]
 async fn in_room(
     s: &mut Session,
     room: &Arc<Room>,
     id: String,
+    session: u64,
     existing: Vec<Arc<crate::forwarder::PublishedTrack>>,
     mut commands: mpsc::Receiver<PeerCommand>,
     peer_kill: CancellationToken,
@@ -536,6 +585,7 @@ async fn in_room(
     let created = Peer::new(
         &s.app,
         id,
+        session,
         room.clone(),
         s.out.clone(),
         tasks,

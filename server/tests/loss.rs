@@ -194,10 +194,16 @@ async fn video_stays_continuous_over_a_lossy_link() {
         repair.resent.load(Ordering::Relaxed),
         repair.nacked.load(Ordering::Relaxed),
     );
+    let st = sue.state();
     assert!(
         video.delivery() >= 0.985,
-        "only {:.2}% of Quinn's video reached Sue over a reused sender",
-        video.delivery() * 100.0
+        "only {:.2}% of Quinn's video reached Sue over a reused sender: {video:?}; \
+         every track Sue received: {:#?}; unmapped packets {}, offers {}, removed {:?}",
+        video.delivery() * 100.0,
+        st.received,
+        st.unmapped_packets,
+        st.offers,
+        st.removed_tracks,
     );
     assert_eq!(video.corrupt, 0, "corrupt payloads from Quinn");
     assert_eq!(

@@ -161,6 +161,8 @@ pub struct PeerState {
     pub offer_sdp: String,
     /// How many m-lines the latest answered offer had (set when the answer is sent).
     pub answered_m_lines: usize,
+    /// Membership events in order: (`joined` | `left` | `updated`, peer id).
+    pub peer_events: Vec<(&'static str, PeerId)>,
 }
 
 impl PeerState {
@@ -299,6 +301,18 @@ impl TestPeer {
         name: &str,
         options: PeerOptions,
     ) -> Result<TestPeer, JoinError> {
+        Self::join_with_token(url, room, name, options, None).await
+    }
+
+    /// [`TestPeer::join`] with the reconnect token of an earlier `peerAccepted`, as a client
+    /// that lost its connection does.
+    pub async fn join_with_token(
+        url: &str,
+        room: &str,
+        name: &str,
+        options: PeerOptions,
+        reconnect_token: Option<String>,
+    ) -> Result<TestPeer, JoinError> {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .with_context(|| format!("connecting to {url}"))?;
@@ -324,7 +338,7 @@ impl TestPeer {
                 metadata: PeerMetadata {
                     display_name: name.to_owned(),
                 },
-                reconnect_token: None,
+                reconnect_token,
             },
         })
         .map_err(|_| anyhow!("socket closed"))?;
@@ -946,15 +960,18 @@ async fn signal_loop(
                 }
             }
             ServerMediaEvent::PeerJoined { peer } => state.send_modify(|s| {
+                s.peer_events.push(("joined", peer.id.clone()));
                 for (t, m) in &peer.track_id_to_metadata {
                     s.tracks.insert(t.clone(), (peer.id.clone(), m.clone()));
                 }
                 s.peers.insert(peer.id, peer.metadata.display_name);
             }),
             ServerMediaEvent::PeerLeft { peer_id } => state.send_modify(|s| {
+                s.peer_events.push(("left", peer_id.clone()));
                 s.peers.remove(&peer_id);
             }),
             ServerMediaEvent::PeerUpdated { peer_id, metadata } => state.send_modify(|s| {
+                s.peer_events.push(("updated", peer_id.clone()));
                 s.peers.insert(peer_id, metadata.display_name);
             }),
             ServerMediaEvent::TracksAdded {
