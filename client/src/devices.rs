@@ -243,6 +243,8 @@ pub struct Preview {
 }
 
 struct PreviewInner {
+    /// Set when the preview is given up: a camera granted later is let go at once.
+    ended: std::cell::Cell<bool>,
     video: HtmlMediaElement,
     stream: RefCell<Option<MediaStream>>,
     camera: HtmlSelectElement,
@@ -258,6 +260,7 @@ impl Preview {
         base: MediaConstraints,
     ) -> Preview {
         let inner = Rc::new(PreviewInner {
+            ended: std::cell::Cell::new(false),
             video,
             stream: RefCell::default(),
             camera: camera.clone(),
@@ -290,15 +293,16 @@ impl Preview {
         }
     }
 
-    /// Stops the camera and microphone of the preview.
+    /// Stops the camera and microphone of the preview, for good.
     pub fn stop(&self) {
+        self.inner.ended.set(true);
         self.inner.stop();
     }
 }
 
 impl Drop for Preview {
     fn drop(&mut self) {
-        self.inner.stop();
+        self.stop();
     }
 }
 
@@ -315,7 +319,7 @@ impl PreviewInner {
         match get_preferred(&base).await {
             Ok(stream) => {
                 // The page may have moved on (navigation) meanwhile; then nobody watches.
-                if !self.video.is_connected() {
+                if self.ended.get() || !self.video.is_connected() {
                     media::stop_tracks(&stream);
                     return;
                 }

@@ -660,3 +660,51 @@ fn shortcuts_toggle_but_not_while_typing() {
         .click();
     assert_eq!(used.borrow().len(), 7, "detached with the controls");
 }
+
+#[wasm_bindgen_test]
+async fn landing_preview_lists_the_devices() {
+    use client::devices::{self, DeviceKind};
+    let root = fresh_root();
+    let page = LandingPage::render(&root, &Prefill::default(), |_| {}).unwrap();
+    let select = |id: &str| -> web_sys::HtmlSelectElement { by_id(&root, id).dyn_into().unwrap() };
+    page.start_preview();
+    let video: web_sys::HtmlMediaElement = by_id(&root, "preview").dyn_into().unwrap();
+    let start = common::now_ms();
+    while select("camera-select").length() == 0 || select("microphone-select").length() == 0 {
+        assert!(common::now_ms() - start < 10_000.0, "no devices listed");
+        sleep(50).await;
+    }
+    assert!(video.src_object().is_some(), "the camera is previewed");
+    let camera = select("camera-select").value();
+    assert!(!camera.is_empty(), "the camera in use is selected");
+
+    // A choice is remembered, and asked for exactly.
+    devices::remember(DeviceKind::Camera, &camera);
+    assert_eq!(
+        devices::remembered(DeviceKind::Camera).as_deref(),
+        Some(camera.as_str())
+    );
+    let c = devices::constraints(
+        &client::consts::MEDIA_CONSTRAINTS,
+        Some("cam-1"),
+        Some("mic-1"),
+    );
+    let json = js_sys::JSON::stringify(&c).unwrap().as_string().unwrap();
+    assert!(json.contains(r#""deviceId":{"exact":"cam-1"}"#), "{json}");
+    assert!(
+        json.contains(r#""audio":{"deviceId":{"exact":"mic-1"}}"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""width":640"#), "{json}");
+    web_sys::window()
+        .unwrap()
+        .local_storage()
+        .unwrap()
+        .unwrap()
+        .remove_item("videoroom.cameraId")
+        .unwrap();
+
+    drop(page);
+    let stream = video.src_object();
+    assert!(stream.is_none(), "the preview stops with the page");
+}
