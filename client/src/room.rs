@@ -312,6 +312,11 @@ impl Room {
             weak.upgrade().is_some_and(|room| room.send_chat(text))
         }));
         r.setup_device_selects();
+        if !screen::supported() {
+            if let Some(b) = r.ui.element("toggle-screen") {
+                b.set_hidden(true);
+            }
+        }
         let weak = Rc::downgrade(r);
         *r.monitor.borrow_mut() = StatsMonitor::start(&r.ui, &r.endpoint, move |peer_id| {
             weak.upgrade()

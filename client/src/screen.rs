@@ -7,6 +7,14 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DisplayMediaStreamConstraints, Event, MediaStream, MediaStreamTrack};
 
+/// Whether this browser can share a screen at all (phones cannot).
+pub fn supported() -> bool {
+    web_sys::window()
+        .and_then(|w| w.navigator().media_devices().ok())
+        .and_then(|d| js_sys::Reflect::get(&d, &JsValue::from_str("getDisplayMedia")).ok())
+        .is_some_and(|f| f.is_function())
+}
+
 /// Asks the browser for a screen, window or tab to share. Call it from the click handler itself
 /// (browsers want a user gesture); await the promise with [`captured`].
 pub fn request() -> Result<Promise, JsValue> {
