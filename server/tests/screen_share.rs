@@ -197,3 +197,48 @@ async fn mute_by_the_clients_track_id_before_and_after_publishing() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_m_lines_are_added_up_to_the_track_limit_and_never_removed() {
+    use protocol::{ClientMediaEvent, ClientMessage, TrackCounts, MAX_TRACKS_PER_PEER};
+    let server = common::start(|_| {}).await;
+    let room = common::room("uplinks");
+    // Alone in the room: every m-line in its offers is an uplink.
+    let ada = common::peer(&server, &room, "Ada").await;
+    let ask = |audio, video| {
+        ada.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::RenegotiateTracks {
+                tracks: Some(TrackCounts { audio, video }),
+                ice_restart: false,
+            },
+        })
+    };
+    ada.wait_for("the first offer answered", WAIT, |s| {
+        s.answered_m_lines == 2
+    })
+    .await
+    .unwrap();
+    ask(1, 3);
+    ada.wait_for("two more video m-lines", WAIT, |s| s.answered_m_lines == 4)
+        .await
+        .unwrap();
+    // Fewer than there are: nothing is taken away.
+    ask(0, 1);
+    let offers = ada.state().offers;
+    ada.wait_for("another offer", WAIT, |s| s.offers > offers)
+        .await
+        .unwrap();
+    assert_eq!(ada.state().answered_m_lines, 4);
+    // 8 video with the microphone's audio m-line would be 9: the server stops at the limit.
+    ask(0, MAX_TRACKS_PER_PEER as u8);
+    let st = ada
+        .wait_for("the limit", WAIT, |s| {
+            s.answered_m_lines == MAX_TRACKS_PER_PEER
+        })
+        .await
+        .unwrap();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    common::video_flowing(&common::peer(&server, &room, "Bob").await, &ada).await;
+    ada.leave().await;
+    server.shutdown().await.unwrap();
+}
