@@ -480,12 +480,11 @@ async fn a_lost_socket_reconnects_and_keeps_the_tiles() {
     );
     assert_eq!(pc.signaling_state(), RtcSignalingState::Closed);
     let new_id = gus.endpoint().local_peer_id().unwrap();
-    if token.is_some() {
-        assert_eq!(
-            new_id, gus_id,
-            "the reconnect token gives the same peer id back"
-        );
-    }
+    assert!(token.is_some(), "peerAccepted gave a reconnect token");
+    assert_eq!(
+        new_id, gus_id,
+        "the reconnect token gives the same peer id back"
+    );
     wait_for_media(&gus, &ivy_id, "Gus to play Ivy again").await;
     wait_for_media(&ivy, &new_id, "Ivy to play Gus again").await;
     let audio: web_sys::MediaStreamTrack = gus
