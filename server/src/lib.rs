@@ -177,6 +177,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
+/// Signaling frames are small and latency-bound (a chat line, a voice-activity flip): without
+/// this, Nagle's algorithm holds a frame back while an earlier one is unacknowledged, and the
+/// peer's delayed ACK makes that ~40 ms.
+pub(crate) fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 /// Binds and starts serving; returns once the server accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let tokens = config
@@ -224,7 +233,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                     .await
             }
             None => {
-                axum::serve(listener, app)
+                use axum::serve::ListenerExt;
+                axum::serve(listener.tap_io(set_nodelay), app)
                     .with_graceful_shutdown(shutdown.cancelled_owned())
                     .await
             }

@@ -161,7 +161,7 @@ impl TlsListener {
         let tls = TlsAcceptor::from(config);
         let acceptor = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                let (mut tcp, peer) = match listener.accept().await {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, as axum does.
@@ -170,6 +170,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                crate::set_nodelay(&mut tcp);
                 let tls = tls.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -313,7 +313,8 @@ impl TestPeer {
         options: PeerOptions,
         reconnect_token: Option<String>,
     ) -> Result<TestPeer, JoinError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // Browsers disable Nagle on their sockets; so do we, or small frames wait ~40 ms.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let (sink, mut stream) = ws.split();
