@@ -223,7 +223,6 @@ pub async fn forward(
     let quiet = tokio::time::sleep_until(Instant::now());
     tokio::pin!(quiet);
     let mut quiet_armed = false;
-    let keep_ext = voice.as_ref().map(|v| v.ext_id);
     loop {
         let read = tokio::select! {
             // A stopped track's remote is read again by the next forwarder: this one must not
@@ -263,17 +262,12 @@ pub async fn forward(
             }
         }
         // The publisher's header extensions carry ids negotiated with the publisher; the
-        // subscribers' senders add their own. The audio level is kept: every offer comes from
-        // the one media engine, so its id is the same on every connection, and browsers show
-        // it (`getSynchronizationSources().audioLevel`).
-        match keep_ext {
-            Some(id) => packet.header.extensions.retain(|e| e.id == id),
-            None => packet.header.extensions.clear(),
-        }
-        if packet.header.extensions.is_empty() {
-            packet.header.extension = false;
-            packet.header.extension_profile = 0;
-        }
+        // subscribers' senders add their own. The audio level is dropped too: forwarded as it
+        // came, Chromium received no audio at all (the e2e suite's inbound-bytes check), and
+        // voice activity reaches clients as `voiceActivity` events anyway.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extension_profile = 0;
         // One subscriber's failure must not stop the others: write_rtp has already delivered to
         // every other binding when it reports an error, so log and go on.
         // The source tag tells each subscriber's `nack` stream whose numbering this is.
