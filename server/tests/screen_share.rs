@@ -94,11 +94,18 @@ async fn a_screen_share_starts_stops_and_starts_again_on_the_same_m_line() {
         // The camera was not disturbed.
         common::video_keeps_flowing(&bob, &ada).await;
 
+        let keyframes = ada.state().keyframe_requests;
         local = ada
             .restart_track(&local, &format!("screen{round}"), screen())
             .await
             .unwrap();
         screen_id = screen_flowing(&bob, &ada).await;
+        // Bob subscribes to a new track: he needs a keyframe, asked of Ada for him.
+        ada.wait_for("a keyframe request for the new track", WAIT, |s| {
+            s.keyframe_requests > keyframes
+        })
+        .await
+        .unwrap();
         assert!(!ids.contains(&screen_id), "a new track id each time");
         ids.push(screen_id.clone());
         assert_eq!(

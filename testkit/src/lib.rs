@@ -285,6 +285,8 @@ pub struct TestPeer {
     link: Option<Arc<LinkCounters>>,
     local: LocalTracks,
     audio_level: Arc<std::sync::atomic::AtomicU8>,
+    /// For tasks started after joining (they must not keep the state alive).
+    state_tx: std::sync::Weak<watch::Sender<PeerState>>,
     extra: std::sync::Mutex<Vec<ExtraTrack>>,
     audio: bool,
     video: bool,
@@ -536,6 +538,7 @@ impl TestPeer {
             tasks.push(tokio::spawn(publish(track, pps, size, level)));
         }
         // Keep the state sender alive as long as the tasks are.
+        let state_weak = Arc::downgrade(&state_tx);
         let keep = state_tx;
         tasks.push(tokio::spawn(async move {
             std::future::pending::<()>().await;
@@ -551,6 +554,7 @@ impl TestPeer {
             link,
             local,
             audio_level,
+            state_tx: state_weak,
             extra: std::sync::Mutex::new(Vec::new()),
             audio: options.audio,
             video: options.video,
@@ -609,6 +613,11 @@ impl TestPeer {
             .await
             .context("adding a video track")?;
         self.local_tracks().insert(local_id.clone(), metadata);
+        // Counted with the camera's in `keyframe_requests`; ends with the connection.
+        tokio::spawn(count_keyframe_requests(
+            sender.clone(),
+            self.state_tx.clone(),
+        ));
         let publishing = sending.then(|| self.start_publishing(track.clone()));
         self.extras().push(ExtraTrack {
             sender,
