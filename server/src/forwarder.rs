@@ -2,7 +2,7 @@
 //! SSRC and payload type, to every subscriber bound to its local track. Also keyframe requests
 //! (PLI) from subscribers back to the publisher, throttled.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -52,6 +52,9 @@ pub struct PublishedTrack {
     pub local: Arc<TrackLocalStaticRTP>,
     /// How many subscribers' senders currently carry it.
     pub subscribers: AtomicU64,
+    /// Whether it carries speech now (audio; set by the room with each `voiceActivity`), so
+    /// that a newcomer learns who is already speaking.
+    pub speaking: AtomicBool,
     metadata: Mutex<TrackMetadata>,
     keyframes: KeyframeRequester,
     source: SourceTag,
@@ -80,6 +83,7 @@ impl PublishedTrack {
             kind: remote.kind(),
             local,
             subscribers: AtomicU64::new(0),
+            speaking: AtomicBool::new(false),
             metadata: Mutex::new(metadata),
             source: SourceTag::new(),
             keyframes: KeyframeRequester {
@@ -253,6 +257,11 @@ pub async fn forward(
         stats.packets_in.fetch_add(1, Ordering::Relaxed);
         stats.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         if let Some(v) = voice.as_mut() {
+            if v.detector.speaking() && !track.speaking.load(Ordering::Relaxed) {
+                // The room ended this speech (the track was muted): start afresh.
+                v.detector = crate::voice::VoiceDetector::default();
+                quiet_armed = false;
+            }
             v.on_packet(Instant::now(), &packet.header);
             if !quiet_armed {
                 if let Some(at) = v.detector.quiet_deadline() {

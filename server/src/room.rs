@@ -145,6 +145,8 @@ pub struct Snapshot {
     pub tracks: Vec<Arc<PublishedTrack>>,
     /// The room's recent chat, oldest first.
     pub chat: Vec<ChatMessage>,
+    /// Who is speaking now: a `voiceActivity` for each, as the others had it.
+    pub speaking: Vec<ServerMediaEvent>,
 }
 
 /// One room: its members and their tracks.
@@ -285,10 +287,22 @@ impl Room {
     /// Everyone but `except`, their tracks and the chat.
     fn snapshot(&self, members: &[Member], except: Option<&str>) -> Snapshot {
         let others = || members.iter().filter(|m| Some(m.id.as_str()) != except);
+        let tracks: Vec<Arc<PublishedTrack>> =
+            others().flat_map(|m| m.tracks.iter().cloned()).collect();
+        let speaking = tracks
+            .iter()
+            .filter(|t| t.speaking.load(Ordering::Relaxed))
+            .map(|t| ServerMediaEvent::VoiceActivity {
+                peer_id: t.publisher.clone(),
+                track_id: t.id.clone(),
+                speaking: true,
+            })
+            .collect();
         Snapshot {
             peers: others().map(Member::info).collect(),
-            tracks: others().flat_map(|m| m.tracks.iter().cloned()).collect(),
+            tracks,
             chat: self.chat_log().history(),
+            speaking,
         }
     }
 
@@ -377,13 +391,16 @@ impl Room {
     /// stopped carrying speech (ignored for a track it no longer publishes).
     pub fn voice_activity(&self, publisher: &str, track_id: &str, speaking: bool) {
         let members = self.members();
-        let publishes = members
+        let track = members
             .iter()
             .find(|m| m.id == publisher)
-            .is_some_and(|m| m.tracks.iter().any(|t| t.id == track_id));
-        if !publishes {
+            .and_then(|m| m.tracks.iter().find(|t| t.id == track_id));
+        let Some(track) = track else {
             return;
-        }
+        };
+        // Under the members lock, as snapshots read it: a newcomer gets either the state or
+        // the event.
+        track.speaking.store(speaking, Ordering::Relaxed);
         let event = ServerMediaEvent::VoiceActivity {
             peer_id: publisher.to_owned(),
             track_id: track_id.to_owned(),
@@ -442,6 +459,9 @@ impl Room {
             .and_then(|m| m.tracks.iter().find(|t| t.id == track_id))
             .ok_or_else(|| NotYours(track_id.to_owned()))?;
         track.set_metadata(metadata.clone());
+        // Muting ends speech at once, for everyone; the forwarder sees the cleared flag and
+        // starts its detector afresh, so unmuting reports speech again.
+        let silenced = metadata.muted && track.speaking.swap(false, Ordering::Relaxed);
         let event = ServerMediaEvent::TrackUpdated {
             peer_id: id.to_owned(),
             track_id: track_id.to_owned(),
@@ -449,6 +469,16 @@ impl Room {
         };
         for m in members.iter().filter(|m| m.id != id) {
             m.deliver(PeerCommand::Send(event.clone()));
+        }
+        if silenced {
+            let quiet = ServerMediaEvent::VoiceActivity {
+                peer_id: id.to_owned(),
+                track_id: track_id.to_owned(),
+                speaking: false,
+            };
+            for m in members.iter() {
+                m.deliver(PeerCommand::Send(quiet.clone()));
+            }
         }
         Ok(())
     }

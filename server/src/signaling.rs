@@ -461,6 +461,9 @@ async fn converse(s: &mut Session) -> End {
                             chat_history: snapshot.chat,
                             reconnect_token: Some(token),
                         });
+                        for event in snapshot.speaking {
+                            s.out.media(event);
+                        }
                         let span = info_span!(parent: &room.span, "peer", peer = %id, name = %display_name, reconnected);
                         s.police_idle = true;
                         s.last_seen = Instant::now();

@@ -74,6 +74,14 @@ async fn loud_then_quiet_audio_reports_speaking_then_silence_to_everyone() {
     // Keep talking for a while: no flapping.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    // Someone joining while Ada speaks learns it at once (her voice started before Cy came).
+    let cy = common::peer(&server, &room, "Cy").await;
+    cy.wait_for("Cy told that Ada is speaking", WAIT, |s| {
+        s.voice_activity.contains(&(mic.clone(), true))
+    })
+    .await
+    .unwrap();
+
     let quiet_at = Instant::now();
     ada.set_audio_level(Some(127));
     for p in [&bob, &ada] {
@@ -112,6 +120,63 @@ async fn loud_then_quiet_audio_reports_speaking_then_silence_to_everyone() {
     assert_eq!(st.corrupt(), 0);
     // Bob sends no levels: nothing about his track.
     assert!(st.voice_activity.iter().all(|(t, _)| *t == mic));
+    cy.leave().await;
+    ada.leave().await;
+    bob.leave().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_ends_speech_at_once_and_unmuting_starts_it_again() {
+    let server = common::start(|_| {}).await;
+    let room = common::room("voice-mute");
+    let ada = common::peer(&server, &room, "Ada").await;
+    let bob = common::peer(&server, &room, "Bob").await;
+    common::video_flowing(&bob, &ada).await;
+    let st = bob
+        .wait_for("Ada's microphone", WAIT, |s| mic_of(s, &ada.id).is_some())
+        .await
+        .unwrap();
+    let mic = mic_of(&st, &ada.id).expect("Ada's microphone announced");
+    let muted = |muted| protocol::TrackMetadata {
+        source: TrackSource::Microphone,
+        muted,
+    };
+
+    // Loud all along: the muted microphone still sends its level (a browser's disabled track
+    // sends silence, but a button press must not wait for the hangover either way).
+    ada.set_audio_level(Some(20));
+    bob.wait_for("Ada speaking", WAIT, |s| {
+        s.voice_activity.contains(&(mic.clone(), true))
+    })
+    .await
+    .unwrap();
+    let muted_at = Instant::now();
+    ada.set_track_metadata(&mic, muted(true));
+    bob.wait_for("Ada silenced by muting", WAIT, |s| {
+        s.voice_activity.contains(&(mic.clone(), false))
+    })
+    .await
+    .unwrap();
+    let silenced_in = muted_at.elapsed();
+    assert!(
+        silenced_in < Duration::from_millis(900),
+        "muting waited for the hangover: {silenced_in:?}"
+    );
+    ada.set_track_metadata(&mic, muted(false));
+    let st = bob
+        .wait_for("Ada speaking again", WAIT, |s| s.voice_activity.len() >= 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        st.voice_activity,
+        vec![
+            (mic.clone(), true),
+            (mic.clone(), false),
+            (mic.clone(), true)
+        ]
+    );
+    println!("voice activity: mute → silence at the other peer in {silenced_in:?}");
     ada.leave().await;
     bob.leave().await;
     server.shutdown().await.unwrap();
