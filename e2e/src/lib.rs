@@ -130,7 +130,9 @@ impl Driver {
                     "--disable-sync",
                     "--no-first-run",
                     "--disable-quic",
-                    "--use-fake-device-for-media-stream",
+                    // Three fake cameras (the second, a depth format, sent no video here), so that
+                    // choosing and switching devices can be exercised.
+                    "--use-fake-device-for-media-stream=device-count=3",
                     "--autoplay-policy=no-user-gesture-required",
                     "--window-size=1280,800",
                     // The test server is confined to 127.0.0.1: give it a loopback candidate.
