@@ -58,17 +58,77 @@ pub fn artefacts_dir() -> PathBuf {
     workspace_root().join("target/e2e")
 }
 
+/// An X server without a screen (Xvfb, unix socket only), killed on drop: headless Firefox has
+/// nothing for `getDisplayMedia` to capture, a Firefox on this display has.
+pub struct VirtualDisplay {
+    child: Child,
+    /// `:<n>`, for `DISPLAY`.
+    pub name: String,
+}
+
+impl VirtualDisplay {
+    /// Starts Xvfb on the first free display number from 90.
+    pub async fn start() -> Result<VirtualDisplay> {
+        let n = (90..190)
+            .find(|n| {
+                !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .ok_or_else(|| anyhow!("no free X display number"))?;
+        let name = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&name, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting Xvfb (run `cargo xtask test`, which installs it)")?;
+        let display = VirtualDisplay { child, name };
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new(&socket).exists() {
+            if Instant::now() > deadline {
+                bail!("Xvfb {} did not start within 10 s", display.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(display)
+    }
+}
+
+impl Drop for VirtualDisplay {
+    fn drop(&mut self) {
+        // SIGTERM, so that Xvfb removes its socket and lock file.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// A WebDriver process, killed on drop.
 pub struct Driver {
     child: Child,
     url: String,
     /// Which browser it drives.
     pub browser: Browser,
+    /// The X display its browser shows on; headless when None.
+    display: Option<String>,
 }
 
 impl Driver {
     /// Starts chromedriver or geckodriver on a free loopback port.
     pub async fn start(browser: Browser) -> Result<Driver> {
+        Driver::start_on(browser, None).await
+    }
+
+    /// As [`start`](Self::start), with Firefox shown on `display` instead of headless.
+    pub async fn start_on(browser: Browser, display: Option<&VirtualDisplay>) -> Result<Driver> {
+        let display = display
+            .filter(|_| browser == Browser::Firefox)
+            .map(|d| d.name.clone());
         let port = free_port()?;
         let mut cmd = match browser {
             Browser::Chromium => {
@@ -85,8 +145,11 @@ impl Driver {
                 });
                 let mut c = Command::new(bin);
                 c.args(["--port", &port.to_string()])
-                    .args(["--websocket-port", &free_port()?.to_string()])
-                    .env("MOZ_HEADLESS", "1");
+                    .args(["--websocket-port", &free_port()?.to_string()]);
+                match &display {
+                    Some(d) => c.env("DISPLAY", d),
+                    None => c.env("MOZ_HEADLESS", "1"),
+                };
                 c
             }
         };
@@ -103,6 +166,7 @@ impl Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
             browser,
+            display,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -155,7 +219,11 @@ impl Driver {
                 json!({
                     "browserName": "firefox",
                     "moz:firefoxOptions": {
-                        "args": ["-headless", "-width=1280", "-height=800"],
+                        "args": if self.display.is_some() {
+                            vec!["-width=1280", "-height=800"]
+                        } else {
+                            vec!["-headless", "-width=1280", "-height=800"]
+                        },
                         "prefs": {
                             "media.navigator.streams.fake": true,
                             "media.navigator.permission.disabled": granted,
@@ -246,8 +314,10 @@ pub struct Page {
     pub browser: Browser,
     /// Who, for messages.
     pub label: String,
-    // Declared last: dropped after the session, taking any leftover browser process with it.
+    // Dropped after the session, taking any leftover browser process with it.
     _driver: Driver,
+    // Dropped last: the browser was shown on it.
+    _display: Option<VirtualDisplay>,
 }
 
 /// A remote video tile's state.
@@ -264,7 +334,26 @@ pub struct VideoState {
 impl Page {
     /// Starts a browser for one person.
     pub async fn open(browser: Browser, label: &str, media: Media) -> Result<Page> {
-        let driver = Driver::start(browser).await?;
+        Page::open_on(browser, label, media, None).await
+    }
+
+    /// Starts a browser for one person who shares a screen: Firefox then runs on its own
+    /// virtual display (headless Chromium captures a fake screen by itself).
+    pub async fn open_with_screen(browser: Browser, label: &str, media: Media) -> Result<Page> {
+        let display = match browser {
+            Browser::Firefox => Some(VirtualDisplay::start().await?),
+            Browser::Chromium => None,
+        };
+        Page::open_on(browser, label, media, display).await
+    }
+
+    async fn open_on(
+        browser: Browser,
+        label: &str,
+        media: Media,
+        display: Option<VirtualDisplay>,
+    ) -> Result<Page> {
+        let driver = Driver::start_on(browser, display.as_ref()).await?;
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(driver.capabilities(media))
             .connect(&driver.url)
@@ -275,6 +364,7 @@ impl Page {
             browser,
             label: label.to_owned(),
             _driver: driver,
+            _display: display,
         })
     }
 

@@ -178,13 +178,10 @@ async fn chat(browser: Browser) -> Result<()> {
 
 /// Scenario m3: Ada shares her screen; Bob sees it as its own large tile with her name, beside
 /// her camera; Ada stops; the tile goes; sharing again works on the renegotiated connection.
-///
-/// Ada shares from Chromium and Bob watches in `browser`: headless Firefox has no screen to
-/// capture (`getDisplayMedia` fails with NotFoundError without a display).
 async fn screen_share(browser: Browser) -> Result<()> {
     let app = App::start(|_| {}).await?;
     let room = room("screen");
-    let ada = open(Browser::Chromium, "Ada").await?;
+    let ada = Page::open_with_screen(browser, "Ada", Media::Granted).await?;
     let bob = open(browser, "Bob").await?;
     ada.join(&app.base, &room, "Ada").await?;
     ada.wait_in_room().await?;

@@ -12,8 +12,15 @@ use crate::sh;
 const TRUNK_VERSION: &str = "0.21.14";
 /// Debian's binaryen (108) produces wasm that fails in browsers; npm's 123 works offline.
 const BINARYEN_VERSION: &str = "123.0.0";
-/// Browsers for the client's and end-to-end tests; coturn for the TURN test.
-const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "firefox-esr", "coturn"];
+/// Browsers for the client's and end-to-end tests; coturn for the TURN tests; Xvfb for the
+/// Firefox that shares its screen (headless Firefox has no screen to capture).
+const APT_PACKAGES: &[&str] = &[
+    "chromium",
+    "chromium-driver",
+    "firefox-esr",
+    "coturn",
+    "xvfb",
+];
 /// The cargo-fuzz that `cargo xtask fuzz` drives (its flags and folder layout are pinned by it).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
