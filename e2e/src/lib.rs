@@ -45,6 +45,20 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A room name no other test (in this process or another) uses: `<tag>-<pid>-<n>`.
+pub fn unique_room(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{tag}-{}-{n}", std::process::id())
+}
+
+/// Ends every page's browser session, ignoring sessions already gone.
+pub async fn close_all(pages: Vec<Page>) {
+    for p in pages {
+        let _ = p.close().await;
+    }
+}
+
 /// The workspace root (the built client is in `dist/` there).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -12,21 +12,10 @@ use futures_util::future::try_join_all;
 const MEDIA_WAIT: Duration = Duration::from_secs(30);
 const EVENT_WAIT: Duration = Duration::from_secs(5);
 
-/// A room name no other test uses.
-fn room(tag: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{tag}-{}-{n}", std::process::id())
-}
+use e2e::{close_all, unique_room as room};
 
 async fn open(b: Browser, label: &str) -> Result<Page> {
     Page::open(b, label, Media::Granted).await
-}
-
-async fn close_all(pages: Vec<Page>) {
-    for p in pages {
-        let _ = p.close().await;
-    }
 }
 
 /// Scenario 1: two people see and hear each other.
