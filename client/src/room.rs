@@ -981,6 +981,19 @@ impl EndpointCallbacks for RoomEvents {
                     .add_track(&track, stream, media::metadata_for(&track));
             }
         }
+        // Back after a reconnect to a server that forgot us (it restarted, or our place timed
+        // out): whoever is no longer listed left meanwhile, so their tiles go.
+        let gone: Vec<PeerId> = r
+            .peers
+            .borrow()
+            .iter()
+            .filter(|known| !peers_in_room.iter().any(|p| p.id == known.id))
+            .map(|known| known.id.clone())
+            .collect();
+        for id in &gone {
+            r.ui.remove_video_element(id);
+            r.ui.remove_screen_tile(id);
+        }
         *r.peers.borrow_mut() = peers_in_room.to_vec();
         for peer in peers_in_room {
             r.ui.add_video_element(&peer.id, &peer.metadata.display_name, false);

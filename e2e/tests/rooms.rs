@@ -211,7 +211,9 @@ async fn room_full(browser: Browser) -> Result<()> {
     app.server.shutdown().await
 }
 
-/// Scenario 6: the server restarts while people are in the room.
+/// Scenario 6: the server restarts while people are in the room. The pages say they are
+/// reconnecting and, once the server is back, bring everyone back together by themselves — no
+/// reload, no form.
 async fn server_restart(browser: Browser) -> Result<()> {
     let app = App::start(|_| {}).await?;
     let addr = app.server.addr;
@@ -225,21 +227,39 @@ async fn server_restart(browser: Browser) -> Result<()> {
     for p in [&ada, &bob] {
         let shown = p
             .wait_js(
-                "an error state after the server went away",
+                "the reconnecting state after the server went away",
                 Duration::from_secs(10),
-                "const e = document.querySelector('#videochat-error'); return e && !e.hidden && e.textContent.trim();",
+                "const s = document.querySelector('#connection-status'); return s && !s.hidden && s.textContent.trim();",
             )
             .await?;
         println!("[{browser}] {} sees: {shown}", p.label);
     }
-    // The server is back: reloading brings each person to a ready form, and they meet again.
+    let back = std::time::Instant::now();
     let app = App::start(|c| c.bind = addr).await?;
-    for (p, n) in [(&ada, "Ada"), (&bob, "Bob")] {
-        p.client.refresh().await?;
-        p.fill_and_click_join(&room, n).await?;
+    // The restarted server knows nobody: each page rejoins as a new peer; the old tiles go.
+    for p in [&ada, &bob] {
+        p.wait_js(
+            "the reconnecting banner gone",
+            MEDIA_WAIT,
+            "const s = document.querySelector('#connection-status'); return !!s && s.hidden;",
+        )
+        .await?;
     }
-    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
-    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    for p in [&ada, &bob] {
+        p.wait_participants(&["Ada", "Bob"], MEDIA_WAIT).await?;
+        p.wait_remote_playing(1, MEDIA_WAIT).await?;
+    }
+    println!(
+        "[{browser}] server back → both playing again without a reload: {:?}",
+        back.elapsed()
+    );
+    for p in [&ada, &bob] {
+        ensure!(
+            p.error_text().await?.is_empty(),
+            "[{browser}] {} shows an error after the server came back",
+            p.label
+        );
+    }
     close_all(vec![ada, bob]).await;
     app.server.shutdown().await
 }
