@@ -106,6 +106,7 @@ struct RoomInner {
     left: Cell<bool>,
     disconnect_click: RefCell<Option<ClickHandler>>,
     sound_click: RefCell<Option<ClickHandler>>,
+    page_hide: RefCell<Option<PageHide>>,
     on_disconnect: Option<Box<dyn Fn()>>,
     controls: RefCell<Option<Controls>>,
     chat: RefCell<Option<Chat>>,
@@ -223,6 +224,7 @@ impl Room {
                 left: Cell::new(false),
                 disconnect_click: RefCell::default(),
                 sound_click: RefCell::default(),
+                page_hide: RefCell::default(),
                 on_disconnect: options.on_disconnect,
                 controls: RefCell::default(),
                 chat: RefCell::default(),
@@ -301,6 +303,14 @@ impl Room {
         let sound = ClickHandler::new(move |_: MouseEvent| ui.play_all_audio());
         r.ui.setup_sound_button(Some(sound.as_ref().unchecked_ref()));
         *r.sound_click.borrow_mut() = Some(sound);
+        // Closing the tab is leaving: without this the server would keep our place for its
+        // reconnect grace period, and the others would see an empty tile until it ran out.
+        let weak = Rc::downgrade(r);
+        *r.page_hide.borrow_mut() = PageHide::attach(move || {
+            if let Some(room) = weak.upgrade() {
+                room.leave();
+            }
+        });
         let weak = Rc::downgrade(r);
         *r.controls.borrow_mut() = Some(Controls::attach(&r.ui, move |control| {
             if let Some(room) = weak.upgrade() {
@@ -939,6 +949,31 @@ fn attach_socket(ws: WebSocket, room: Weak<RoomInner>) -> Socket {
             room.on_socket_event(event);
         }
     })
+}
+
+/// A `pagehide` listener on the window, removed on drop.
+struct PageHide {
+    window: web_sys::Window,
+    handler: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl PageHide {
+    fn attach(on_hide: impl Fn() + 'static) -> Option<PageHide> {
+        let window = web_sys::window()?;
+        let handler = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| on_hide());
+        window
+            .add_event_listener_with_callback("pagehide", handler.as_ref().unchecked_ref())
+            .ok()?;
+        Some(PageHide { window, handler })
+    }
+}
+
+impl Drop for PageHide {
+    fn drop(&mut self) {
+        let _ = self
+            .window
+            .remove_event_listener_with_callback("pagehide", self.handler.as_ref().unchecked_ref());
+    }
 }
 
 impl Drop for RoomInner {

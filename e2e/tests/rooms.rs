@@ -103,7 +103,9 @@ async fn leave_close_rejoin(browser: Browser) -> Result<()> {
 
 async fn leave_close_rejoin_in(browsers: [Browser; 3]) -> Result<()> {
     let browser = browsers[0];
-    let app = App::start(|_| {}).await?;
+    // As in production: a dropped connection keeps its place for a while, so the quick
+    // departures below show that both the button and closing the tab are clean leaves.
+    let app = App::start(|c| c.reconnect_grace_secs = 10).await?;
     let room = room("leave");
     let ada = open(browsers[0], "Ada").await?;
     let bob = open(browsers[1], "Bob").await?;

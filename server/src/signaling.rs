@@ -164,6 +164,9 @@ impl Outbox {
 #[derive(Debug)]
 enum End {
     ClientClosed,
+    /// The client's close frame said 1001, Going Away: its page was closed or left (browsers
+    /// send it then, RFC 6455 §7.4.1). A leave, not a network drop.
+    PageGone,
     ClientLeft,
     Idle,
     TooBig,
@@ -180,7 +183,7 @@ enum End {
 impl End {
     fn close_frame(&self) -> Option<(u16, String)> {
         let (code, reason) = match self {
-            End::ClientClosed | End::Transport => return None,
+            End::ClientClosed | End::PageGone | End::Transport => return None,
             End::ClientLeft => (CLOSE_NORMAL, "bye".to_owned()),
             End::Idle => (CLOSE_POLICY, "keepalive timeout".to_owned()),
             End::TooBig => (
@@ -239,7 +242,14 @@ impl Session {
                     return Inbound::Ended(End::Transport);
                 }
                 Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(_))) => return Inbound::Ended(End::ClientClosed),
+                Some(Ok(Message::Close(frame))) => {
+                    let gone = frame.is_some_and(|f| f.code == CLOSE_GOING_AWAY);
+                    return Inbound::Ended(if gone {
+                        End::PageGone
+                    } else {
+                        End::ClientClosed
+                    });
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
                     if let Some(end) = self.refuse(
@@ -487,7 +497,7 @@ async fn converse(s: &mut Session) -> End {
                         };
                         match &end {
                             // A clean leave, or the server stopping: gone at once.
-                            None | Some(End::ClientLeft | End::Shutdown) => {
+                            None | Some(End::ClientLeft | End::PageGone | End::Shutdown) => {
                                 s.app.rooms.leave(&room, &id, session)
                             }
                             // The member now belongs to the reconnected session.

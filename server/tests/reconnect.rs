@@ -244,3 +244,39 @@ async fn shutdown_clears_members_awaiting_a_reconnect() {
     assert_eq!(state.rooms.census().rooms, 0);
     ada.vanish().await;
 }
+
+/// A page that is closed says so (close code 1001, Going Away): that is a leave, seen at once.
+/// Any other close keeps the place for the grace period, as a network drop does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_page_leaves_at_once_other_closes_keep_the_place() {
+    let server = common::start(|c| c.reconnect_grace_secs = 30).await;
+    let room = common::room("page-gone");
+    let ada = common::peer(&server, &room, "Ada").await;
+    let bob = common::peer(&server, &room, "Bob").await;
+    let cy = common::peer(&server, &room, "Cy").await;
+    common::video_flowing(&ada, &bob).await;
+    let (bob_id, cy_id) = (bob.id.clone(), cy.id.clone());
+
+    let t = Instant::now();
+    bob.close_with(1001).await;
+    ada.wait_for("Bob gone", WAIT, |s| !s.peers.contains_key(&bob_id))
+        .await
+        .unwrap();
+    let gone_in = t.elapsed();
+    assert!(gone_in < Duration::from_secs(5), "took {gone_in:?}");
+
+    cy.close_with(4000).await;
+    ada.wait_for("Cy's tracks removed", WAIT, |s| {
+        s.tracks.values().all(|(p, _)| *p != cy_id)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ada.state().peers.contains_key(&cy_id),
+        "Cy keeps the place in the grace period"
+    );
+    println!("a closed page (1001) left the room in {gone_in:?}");
+    ada.leave().await;
+    server.shutdown().await.unwrap();
+}

@@ -830,6 +830,19 @@ impl TestPeer {
         self.shutdown().await;
     }
 
+    /// Closes the socket with this close code and nothing else said first: 1001 (Going Away)
+    /// is what a browser sends when its page is closed.
+    pub async fn close_with(self, code: u16) {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let _ = self.out.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: "".into(),
+        })));
+        // Let the writer flush before the tasks go.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.shutdown().await;
+    }
+
     /// Vanishes: the TCP connection is dropped without a close frame, as when a tab is killed.
     pub async fn vanish(self) {
         self.shutdown().await;
