@@ -8,22 +8,6 @@ use std::time::Duration;
 use common::WAIT;
 use testkit::{JoinError, PeerOptions, TestPeer};
 
-/// Everyone gone: no room, no peer, no session left behind.
-async fn assert_released(server: &server::RunningServer) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let h = server.state.health();
-        if h.census.rooms == 0 && h.census.peers == 0 && h.sessions == 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resources not released: {h:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_vanish_and_rejoin() {
     let server = common::start(|_| {}).await;
@@ -68,7 +52,7 @@ async fn leave_vanish_and_rejoin() {
 
     a.leave().await;
     c.leave().await;
-    assert_released(&server).await;
+    common::assert_released(&server).await;
     server.shutdown().await.unwrap();
 }
 
@@ -104,7 +88,7 @@ async fn the_room_cap_denies_the_next_peer_and_nobody_hears_of_it() {
     .unwrap();
     other.leave().await;
     a.leave().await;
-    assert_released(&server).await;
+    common::assert_released(&server).await;
     server.shutdown().await.unwrap();
 }
 

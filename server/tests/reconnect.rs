@@ -30,22 +30,6 @@ fn count(events: &[(&str, String)], kind: &str, id: &str) -> usize {
     events.iter().filter(|(k, p)| *k == kind && p == id).count()
 }
 
-/// Everyone gone: no room, no peer, no session left behind.
-async fn assert_released(server: &server::RunningServer) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let h = server.state.health();
-        if h.census.rooms == 0 && h.census.peers == 0 && h.sessions == 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resources not released: {h:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_peer_rejoins_with_its_token_as_the_same_peer() {
     let server = common::start(|c| c.reconnect_grace_secs = 30).await;
@@ -120,7 +104,7 @@ async fn a_dropped_peer_rejoins_with_its_token_as_the_same_peer() {
     assert_ne!(again.id, bob_id);
     again.leave().await;
     ada.leave().await;
-    assert_released(&server).await;
+    common::assert_released(&server).await;
     server.shutdown().await.unwrap();
 }
 
@@ -170,7 +154,7 @@ async fn the_grace_expires_with_peer_left_and_the_token_with_it() {
     for p in [ada, late, elsewhere, bogus] {
         p.leave().await;
     }
-    assert_released(&server).await;
+    common::assert_released(&server).await;
     server.shutdown().await.unwrap();
 }
 
@@ -212,7 +196,7 @@ async fn a_reconnect_before_the_drop_is_noticed_takes_over_the_old_session() {
     old.vanish().await;
     bob.leave().await;
     ada.leave().await;
-    assert_released(&server).await;
+    common::assert_released(&server).await;
     server.shutdown().await.unwrap();
 }
 

@@ -17,6 +17,22 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a test waits for media or events before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Waits until everyone is gone: no room, no peer, no session left behind.
+pub async fn assert_released(server: &RunningServer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let h = server.state.health();
+        if h.census.rooms == 0 && h.census.peers == 0 && h.sessions == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resources not released: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts a server on an ephemeral loopback port with ICE on 127.0.0.1 only.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> RunningServer {
     init_logs();
