@@ -125,6 +125,12 @@ pub struct Config {
     /// Seconds a new WebSocket may take to join a room before it is closed.
     #[arg(long, env = "VIDEOROOM_JOIN_TIMEOUT_SECS", default_value_t = 10)]
     pub join_timeout_secs: u64,
+
+    /// Fan-out shards per published track: its audience is split over this many tasks, so a
+    /// large audience is served from several cores (default: the cores this process may use).
+    #[arg(long, env = "VIDEOROOM_FANOUT_SHARDS",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub fanout_shards: Option<u16>,
 }
 
 impl Config {
@@ -155,6 +161,19 @@ impl Config {
             tls_key: None,
             tls_self_signed: false,
             tls_dir: PathBuf::from("videoroom-dev-tls"),
+            fanout_shards: None,
+        }
+    }
+
+    /// Fan-out shards per track: the setting, else one per core this process may use (at
+    /// most 8).
+    pub fn fanout_shards(&self) -> usize {
+        match self.fanout_shards {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 8),
         }
     }
 

@@ -1,15 +1,24 @@
 //! Moving RTP: one published track, read from its publisher and written, untouched but for
-//! SSRC and payload type, to every subscriber bound to its local track. Also keyframe requests
-//! (PLI) from subscribers back to the publisher, throttled.
+//! SSRC and payload type, to every subscriber bound to one of its local tracks. Also keyframe
+//! requests (PLI) from subscribers back to the publisher, throttled.
+//!
+//! Fan-out is sharded: a track has one local track (a set of subscriber bindings) per core,
+//! written by its own task, so one publisher's packets reach a large audience from every core
+//! rather than one subscriber after another on one task. Shard 0 is written inline by the
+//! forwarder; the others only fill once it has [`INLINE_SUBSCRIBERS`], so small rooms pay no
+//! task hop.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use protocol::{PeerId, TrackId, TrackMetadata};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
+use webrtc::interceptor::Attributes;
+use webrtc::rtp::packet::Packet;
 
 use crate::nack::SourceTag;
 use crate::voice::VoiceWatch;
@@ -25,6 +34,50 @@ use webrtc::track::track_remote::TrackRemote;
 /// who asked must still get its keyframe, within 200 ms.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Subscribers written inline by the forwarder before any go to another core's shard.
+pub const INLINE_SUBSCRIBERS: usize = 8;
+
+/// Packets queued for one shard's task; beyond this (a shard starved of CPU for ~1 s of
+/// video) its subscribers miss packets, which NACK and keyframe requests repair, rather than
+/// holding up every other shard.
+const SHARD_QUEUE: usize = 256;
+
+/// One share of a track's subscribers: their senders are bound to `local`.
+pub struct Shard {
+    local: Arc<TrackLocalStaticRTP>,
+    bound: AtomicUsize,
+}
+
+/// A subscriber's place in one shard of a track: while it lives, the shard counts it.
+pub struct ShardLease {
+    shard: Arc<Shard>,
+}
+
+impl ShardLease {
+    /// The local track the subscriber's sender is bound to.
+    pub fn local(&self) -> Arc<TrackLocalStaticRTP> {
+        self.shard.local.clone()
+    }
+}
+
+impl Drop for ShardLease {
+    fn drop(&mut self) {
+        self.shard.bound.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a new subscriber goes: shard 0 until it is full enough, then the least loaded.
+fn pick_shard(bound: &[usize]) -> usize {
+    match bound.first() {
+        Some(&n) if n < INLINE_SUBSCRIBERS => 0,
+        _ => bound
+            .iter()
+            .enumerate()
+            .min_by_key(|&(i, &n)| (n, i))
+            .map_or(0, |(i, _)| i),
+    }
+}
+
 /// Server-wide media counters.
 #[derive(Debug, Default)]
 pub struct MediaStats {
@@ -38,6 +91,10 @@ pub struct MediaStats {
     pub bytes_out: AtomicU64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: AtomicU64,
+    /// Packets handed to another fan-out shard's task (one per shard with subscribers).
+    pub shard_handoffs: AtomicU64,
+    /// Packets a fan-out shard's task could not take because its queue was full.
+    pub shard_drops: AtomicU64,
 }
 
 /// A track a participant publishes, as the room and its subscribers see it.
@@ -48,10 +105,8 @@ pub struct PublishedTrack {
     pub publisher: PeerId,
     /// Audio or video.
     pub kind: RTPCodecType,
-    /// The fan-out point: every subscriber's sender is bound to it.
-    pub local: Arc<TrackLocalStaticRTP>,
-    /// How many subscribers' senders currently carry it.
-    pub subscribers: AtomicU64,
+    /// The fan-out points: every subscriber's sender is bound to one shard's local track.
+    shards: Vec<Arc<Shard>>,
     /// Whether it carries speech now (audio; set by the room with each `voiceActivity`), so
     /// that a newcomer learns who is already speaking.
     pub speaking: AtomicBool,
@@ -63,7 +118,8 @@ pub struct PublishedTrack {
 impl PublishedTrack {
     /// The published form of `remote`, a track `publisher` sends through `publisher_pc`.
     ///
-    /// Its stream id is the publisher's id, so subscribers get one MediaStream per participant.
+    /// Its stream id is the publisher's id, so subscribers get one MediaStream per participant;
+    /// its audience is split over `shards` fan-out shards (at least one).
     pub fn new(
         id: TrackId,
         publisher: PeerId,
@@ -71,18 +127,25 @@ impl PublishedTrack {
         remote: &TrackRemote,
         publisher_pc: Weak<RTCPeerConnection>,
         stats: Arc<MediaStats>,
+        shards: usize,
     ) -> Self {
-        let local = Arc::new(TrackLocalStaticRTP::new(
-            remote.codec().capability,
-            id.clone(),
-            publisher.clone(),
-        ));
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                Arc::new(Shard {
+                    local: Arc::new(TrackLocalStaticRTP::new(
+                        remote.codec().capability,
+                        id.clone(),
+                        publisher.clone(),
+                    )),
+                    bound: AtomicUsize::new(0),
+                })
+            })
+            .collect();
         PublishedTrack {
             id,
             publisher,
             kind: remote.kind(),
-            local,
-            subscribers: AtomicU64::new(0),
+            shards,
             speaking: AtomicBool::new(false),
             metadata: Mutex::new(metadata),
             source: SourceTag::new(),
@@ -93,6 +156,27 @@ impl PublishedTrack {
                 stats,
             },
         }
+    }
+
+    /// A place for one more subscriber: bind its sender to the lease's local track and keep
+    /// the lease for as long as the sender carries this track.
+    pub fn lease(&self) -> ShardLease {
+        let bound: Vec<usize> = self
+            .shards
+            .iter()
+            .map(|s| s.bound.load(Ordering::Relaxed))
+            .collect();
+        let shard = self.shards[pick_shard(&bound)].clone();
+        shard.bound.fetch_add(1, Ordering::Relaxed);
+        ShardLease { shard }
+    }
+
+    /// How many subscribers' senders currently carry it.
+    pub fn subscribers(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.bound.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The track's current metadata.
@@ -221,7 +305,7 @@ pub async fn forward(
     cancel: CancellationToken,
     mut voice: Option<VoiceWatch>,
 ) {
-    let mut write_errors = 0u64;
+    let mut fanout = Fanout::start(&track, &stats, &cancel);
     // Ends speech when packets stop altogether. Armed lazily (when speech starts, and again
     // at each expiry while newer loud packets moved the end), not reset on every packet.
     let quiet = tokio::time::sleep_until(Instant::now());
@@ -277,27 +361,7 @@ pub async fn forward(
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
-        // One subscriber's failure must not stop the others: write_rtp has already delivered to
-        // every other binding when it reports an error, so log and go on.
-        // The source tag tells each subscriber's `nack` stream whose numbering this is.
-        match track
-            .local
-            .write_rtp_with_attributes(&packet, track.source.attributes())
-            .await
-        {
-            Ok(_) => {
-                let n = track.subscribers.load(Ordering::Relaxed);
-                stats.packets_out.fetch_add(n, Ordering::Relaxed);
-                stats.bytes_out.fetch_add(n * bytes, Ordering::Relaxed);
-            }
-            Err(webrtc::Error::ErrClosedPipe) => {}
-            Err(e) => {
-                write_errors += 1;
-                if write_errors.is_power_of_two() {
-                    warn!(track = %track.id, error = %e, count = write_errors, "forwarding to a subscriber failed");
-                }
-            }
-        }
+        fanout.write(&packet, bytes).await;
     }
     // The room ignores this for a track it no longer has (tracksRemoved says it all).
     if let Some(v) = voice.filter(|v| v.detector.speaking()) {
@@ -305,9 +369,143 @@ pub async fn forward(
     }
 }
 
+/// Writes one track's packets to its shards: shard 0 inline, the others through their tasks.
+struct Fanout {
+    inline: Arc<Shard>,
+    others: Vec<(Arc<Shard>, mpsc::Sender<Packet>)>,
+    writer: ShardWriter,
+    dropped: u64,
+    errors: u64,
+}
+
+/// What a shard's writes need besides the packet.
+#[derive(Clone)]
+struct ShardWriter {
+    track: TrackId,
+    source: Attributes,
+    stats: Arc<MediaStats>,
+}
+
+impl ShardWriter {
+    /// Writes to every subscriber bound to `shard`. One subscriber's failure must not stop
+    /// the others: write_rtp has already delivered to every other binding when it reports
+    /// an error, so log and go on. The source tag tells each subscriber's `nack` stream whose
+    /// numbering this is.
+    async fn write(&self, shard: &Shard, packet: &Packet, bytes: u64, errors: &mut u64) {
+        match shard
+            .local
+            .write_rtp_with_attributes(packet, &self.source)
+            .await
+        {
+            Ok(_) => {
+                let n = shard.bound.load(Ordering::Relaxed) as u64;
+                self.stats.packets_out.fetch_add(n, Ordering::Relaxed);
+                self.stats.bytes_out.fetch_add(n * bytes, Ordering::Relaxed);
+            }
+            Err(webrtc::Error::ErrClosedPipe) => {}
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    warn!(track = %self.track, error = %e, count = *errors, "forwarding to a subscriber failed");
+                }
+            }
+        }
+    }
+}
+
+impl Fanout {
+    /// Starts a task per shard beyond the first; they end with the forwarder (their queue
+    /// closes) or with `cancel`.
+    fn start(
+        track: &PublishedTrack,
+        stats: &Arc<MediaStats>,
+        cancel: &CancellationToken,
+    ) -> Fanout {
+        let writer = ShardWriter {
+            track: track.id.clone(),
+            source: track.source.attributes().clone(),
+            stats: stats.clone(),
+        };
+        let others = track.shards[1..]
+            .iter()
+            .map(|shard| {
+                let (tx, mut rx) = mpsc::channel::<Packet>(SHARD_QUEUE);
+                let (shard_task, writer, cancel) = (shard.clone(), writer.clone(), cancel.clone());
+                tokio::spawn(
+                    async move {
+                        let mut errors = 0;
+                        loop {
+                            let packet = tokio::select! {
+                                biased;
+                                _ = cancel.cancelled() => break,
+                                p = rx.recv() => match p {
+                                    Some(p) => p,
+                                    None => break,
+                                },
+                            };
+                            let bytes = packet.payload.len() as u64;
+                            writer.write(&shard_task, &packet, bytes, &mut errors).await;
+                        }
+                    }
+                    .in_current_span(),
+                );
+                (shard.clone(), tx)
+            })
+            .collect();
+        Fanout {
+            inline: track.shards[0].clone(),
+            others,
+            writer,
+            dropped: 0,
+            errors: 0,
+        }
+    }
+
+    async fn write(&mut self, packet: &Packet, bytes: u64) {
+        for (shard, tx) in &self.others {
+            if shard.bound.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let sent = tx.try_send(packet.clone());
+            self.writer
+                .stats
+                .shard_handoffs
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(mpsc::error::TrySendError::Full(_)) = sent {
+                self.writer
+                    .stats
+                    .shard_drops
+                    .fetch_add(1, Ordering::Relaxed);
+                self.dropped += 1;
+                if self.dropped.is_power_of_two() {
+                    warn!(track = %self.writer.track, count = self.dropped, "a fan-out shard fell behind; packets dropped for its subscribers");
+                }
+            }
+        }
+        if self.inline.bound.load(Ordering::Relaxed) > 0 {
+            self.writer
+                .write(&self.inline, packet, bytes, &mut self.errors)
+                .await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_audiences_stay_inline_then_shards_fill_evenly() {
+        assert_eq!(pick_shard(&[0]), 0);
+        assert_eq!(pick_shard(&[100]), 0, "one core: everything inline");
+        assert_eq!(pick_shard(&[0, 0]), 0);
+        assert_eq!(pick_shard(&[INLINE_SUBSCRIBERS - 1, 0]), 0);
+        assert_eq!(pick_shard(&[INLINE_SUBSCRIBERS, 0]), 1);
+        assert_eq!(pick_shard(&[INLINE_SUBSCRIBERS, 3, 2]), 2);
+        assert_eq!(pick_shard(&[INLINE_SUBSCRIBERS, 9, 9]), 0);
+        // Subscribers left shard 0: it is refilled first.
+        assert_eq!(pick_shard(&[2, 9]), 0);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn keyframe_requests_are_throttled_per_stream_but_never_lost() {

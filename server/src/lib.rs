@@ -92,6 +92,8 @@ pub struct Health {
     pub packets_in: u64,
     /// RTP packets sent to subscribers.
     pub packets_out: u64,
+    /// Packets handed to another core's fan-out shard.
+    pub shard_handoffs: u64,
 }
 
 async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
@@ -119,6 +121,7 @@ impl AppState {
             sessions: self.sessions.len(),
             packets_in: self.stats.packets_in.load(Ordering::Relaxed),
             packets_out: self.stats.packets_out.load(Ordering::Relaxed),
+            shard_handoffs: self.stats.shard_handoffs.load(Ordering::Relaxed),
         }
     }
 }

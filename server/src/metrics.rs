@@ -50,6 +50,16 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         counter(&media.bytes_out),
     );
     r.register(
+        "fanout_shard_handoffs",
+        "Packets handed to another core's fan-out shard of a track",
+        counter(&media.shard_handoffs),
+    );
+    r.register(
+        "fanout_shard_drops",
+        "Packets a fan-out shard could not take (its queue was full)",
+        counter(&media.shard_drops),
+    );
+    r.register(
         "keyframe_requests",
         "Keyframe requests (PLI) sent to publishers, after throttling",
         counter(&media.keyframe_requests),

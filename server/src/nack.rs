@@ -26,9 +26,12 @@ use webrtc::rtp::packet::Packet;
 /// The attribute under which a packet written to a track names its source (a [`SourceTag`]).
 pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
 
-/// Packets kept per downlink stream: ~7 s of 1.5 Mbit/s video, 20 s of audio. A power of two
-/// that divides 65 536, so a slot index survives sequence-number wrap-around.
-pub const HISTORY: usize = 1024;
+/// Packets kept per downlink video stream: ~1.5 s of 1.5 Mbit/s video, 8 s at 30 packets/s.
+/// A resend is worth it only while the receiver's jitter buffer still waits for the packet
+/// (hundreds of ms; Janus keeps 200–500 ms), and every slot pins its payload: 1024 slots cost
+/// ~0.2 MB of slots per subscriber and ~1 MB of payload per publisher (issue 7's RSS figures).
+/// A power of two that divides 65 536, so a slot index survives sequence-number wrap-around.
+pub const HISTORY: usize = 256;
 
 const HALF: u16 = 1 << 15;
 
@@ -91,6 +94,8 @@ pub struct Responder {
 struct Stream {
     state: Mutex<StreamState>,
     next: Arc<dyn RTPWriter + Send + Sync>,
+    /// Whether the subscriber negotiated NACK for it (video): only then is history kept.
+    repairs: bool,
 }
 
 #[derive(Default)]
@@ -194,7 +199,9 @@ impl RTPWriter for Stream {
             };
             let mut out = packet.clone();
             out.header.sequence_number = seq;
-            state.history.add(&out);
+            if self.repairs {
+                state.history.add(&out);
+            }
             out
         };
         self.next.write(&out, a).await
@@ -299,13 +306,15 @@ impl Interceptor for Responder {
         info: &StreamInfo,
         writer: Arc<dyn RTPWriter + Send + Sync>,
     ) -> Arc<dyn RTPWriter + Send + Sync> {
+        // Audio is numbered too (senders are reused for both kinds' tracks) but, without NACK
+        // negotiated, keeps no history: nobody would ask for it.
+        let repairs = supports_nack(info);
         let stream = Arc::new(Stream {
             state: Mutex::default(),
             next: writer,
+            repairs,
         });
-        // Audio is numbered too (senders are reused for both kinds' tracks) but, without NACK
-        // negotiated, never looked up.
-        if supports_nack(info) {
+        if repairs {
             if let Ok(mut streams) = self.streams.lock() {
                 streams.insert(info.ssrc, stream.clone());
             }

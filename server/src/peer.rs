@@ -29,7 +29,7 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
-use crate::forwarder::{self, MediaStats, PublishedTrack};
+use crate::forwarder::{self, MediaStats, PublishedTrack, ShardLease};
 use crate::room::{NotYours, Room};
 use crate::sdp_answer::{self, AnswerError};
 use crate::signaling::Outbox;
@@ -85,6 +85,8 @@ struct Slot {
     sender: Arc<RTCRtpSender>,
     kind: RTPCodecType,
     track: Arc<Mutex<Option<Arc<PublishedTrack>>>>,
+    /// The sender's place in one of the track's fan-out shards (none while idle).
+    lease: Option<ShardLease>,
 }
 
 impl Slot {
@@ -155,6 +157,8 @@ pub struct Peer {
     connected: bool,
     connect_timeout: Duration,
     connect_deadline: Option<Instant>,
+    /// Fan-out shards for the tracks this peer publishes.
+    fanout_shards: usize,
 }
 
 impl Peer {
@@ -220,6 +224,7 @@ impl Peer {
             connected: false,
             connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
+            fanout_shards: app.config.fanout_shards(),
         };
         Ok((peer, rx))
     }
@@ -270,10 +275,11 @@ impl Peer {
         {
             return Ok(false);
         }
-        let local: Arc<dyn TrackLocal + Send + Sync> = track.local.clone();
+        let lease = track.lease();
+        let local: Arc<dyn TrackLocal + Send + Sync> = lease.local();
         let idle = self
             .slots
-            .iter()
+            .iter_mut()
             .find(|s| s.kind == track.kind && s.current().is_none());
         if let Some(slot) = idle {
             // Reuse the m-line of a departed track, so churn does not grow the SDP forever.
@@ -282,6 +288,7 @@ impl Peer {
                 .set_direction(RTCRtpTransceiverDirection::Sendonly)
                 .await;
             slot.set(Some(track.clone()));
+            slot.lease = Some(lease);
         } else {
             let transceiver = self
                 .pc
@@ -301,13 +308,11 @@ impl Peer {
                 sender: sender.clone(),
                 kind: track.kind,
                 track: Arc::new(Mutex::new(Some(track.clone()))),
+                lease: Some(lease),
             };
             self.spawn_rtcp_reader(sender, slot.track.clone());
             self.slots.push(slot);
         }
-        track
-            .subscribers
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if track.kind == RTPCodecType::Video {
             self.fresh_video.push(track);
         }
@@ -352,15 +357,12 @@ impl Peer {
     pub async fn unsubscribe(&mut self, track_id: &str) -> Result<(), PeerError> {
         let Some(slot) = self
             .slots
-            .iter()
+            .iter_mut()
             .find(|s| s.current().is_some_and(|t| t.id == track_id))
         else {
             return Ok(());
         };
-        if let Some(t) = slot.current() {
-            t.subscribers
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        slot.lease = None;
         slot.set(None);
         slot.transceiver
             .set_direction(RTCRtpTransceiverDirection::Inactive)
@@ -642,6 +644,7 @@ impl Peer {
             &remote,
             Arc::downgrade(&self.pc),
             self.stats.clone(),
+            self.fanout_shards,
         ));
         info!(parent: &self.span, track = %track.id, %kind, ?local_id, "publishing");
         let cancel = self.tasks.child_token();
@@ -702,13 +705,11 @@ impl Peer {
     }
 
     /// Tears the connection down; every task it started stops.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.tasks.cancel();
-        for slot in &self.slots {
-            if let Some(t) = slot.current() {
-                t.subscribers
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
+        // Off every shard before the connection's bindings go, so fan-out stops counting us.
+        for slot in &mut self.slots {
+            slot.lease = None;
         }
         if let Err(e) = self.pc.close().await {
             debug!(parent: &self.span, error = %e, "closing peer connection");

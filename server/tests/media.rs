@@ -119,3 +119,54 @@ async fn five_peers_joining_at_once_all_receive_everyone() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// A large audience is split over fan-out shards (here 3, whatever this machine's cores): the
+/// first `INLINE_SUBSCRIBERS` are written by the forwarder itself, the rest by the other shards'
+/// tasks, and every subscriber gets every packet intact either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_audience_is_served_by_every_fanout_shard() {
+    let server = common::start(|c| c.fanout_shards = Some(3)).await;
+    let room = common::room("audience");
+    let url = server.socket_url();
+    let ada = common::peer(&server, &room, "Ada").await;
+    let audience = server::forwarder::INLINE_SUBSCRIBERS + 4;
+    let viewer = PeerOptions {
+        audio: false,
+        video: false,
+        ..PeerOptions::default()
+    };
+    let names: Vec<String> = (0..audience).map(|i| format!("Viewer {i}")).collect();
+    let viewers: Vec<TestPeer> = join_all(
+        names
+            .iter()
+            .map(|n| TestPeer::join(&url, &room, n, viewer.clone())),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    for v in &viewers {
+        let st = v
+            .wait_for(&format!("Ada's media at {}", v.name), WAIT, |s| {
+                s.packets_from(&ada.id, "audio") >= AUDIO_PACKETS
+                    && s.packets_from(&ada.id, "video") >= VIDEO_PACKETS
+            })
+            .await
+            .unwrap();
+        assert_eq!(st.corrupt(), 0, "{} received corrupt payloads", v.name);
+    }
+    let health = server.state.health();
+    println!(
+        "{audience} viewers over 3 shards: packets in {}, forwarded {}, handed to other shards {}",
+        health.packets_in, health.packets_out, health.shard_handoffs
+    );
+    assert!(
+        health.shard_handoffs > 0,
+        "the viewers beyond the inline shard were served by the other shards' tasks"
+    );
+    for v in viewers {
+        v.leave().await;
+    }
+    ada.leave().await;
+    server.shutdown().await.unwrap();
+}
