@@ -49,6 +49,46 @@ pub struct PublishSpec {
     pub video_bps: u32,
     /// Video frames per second.
     pub fps: u32,
+    /// How a frame's packets leave.
+    pub pacing: Pacing,
+}
+
+/// How a publisher sends the packets of one video frame.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Pacing {
+    /// As browsers do: libwebrtc's pacer sends at 2.5× the target bit rate, so a frame's
+    /// packets are spread over part of the frame interval.
+    #[default]
+    Browser,
+    /// All of a frame's packets back to back: the fan-out's worst case, every packet of the
+    /// frame queued behind the previous one's copies to every subscriber.
+    Burst,
+}
+
+/// libwebrtc's pacing factor (`kDefaultPaceMultiplier`).
+pub const BROWSER_PACE_MULTIPLIER: f64 = 2.5;
+
+impl Pacing {
+    /// The gap between a frame's packets of `bytes` each at `bits_per_second` of video.
+    pub fn gap(self, bytes: usize, bits_per_second: u32) -> Duration {
+        match self {
+            Pacing::Burst => Duration::ZERO,
+            Pacing::Browser => Duration::from_secs_f64(
+                (bytes * 8) as f64 / (f64::from(bits_per_second.max(1)) * BROWSER_PACE_MULTIPLIER),
+            ),
+        }
+    }
 }
 
 /// A publisher's local tracks, added to its peer connection before the offer/answer.
@@ -150,10 +190,14 @@ async fn send_video(track: Arc<TrackLocalStaticRTP>, spec: PublishSpec, wanted: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let keyint = (KEYFRAME_INTERVAL.as_secs() as u32 * fps).max(1);
     let (mut seq, mut counter) = (0u16, 0u32);
+    let gap = spec.pacing.gap(size, spec.video_bps);
     for frame in 0u32.. {
-        tick.tick().await;
+        let frame_start = tick.tick().await;
         let keyframe = wanted.swap(false, Ordering::Relaxed) || frame % keyint == 0;
         for i in 0..per_frame {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep_until(frame_start + gap * i as u32).await;
+            }
             let trailer = Trailer {
                 stream,
                 counter,
@@ -405,6 +449,17 @@ impl Participant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn browser_pacing_spreads_a_frame_over_part_of_its_interval() {
+        // 1.5 Mbit/s at 30 fps: 6 packets of ~1041 bytes, 2.2 ms apart at 3.75 Mbit/s, so a
+        // frame takes 11 ms of its 33 ms.
+        let (n, size) = crate::media::video_shape(1_500_000, 30);
+        let gap = Pacing::Browser.gap(size, 1_500_000);
+        assert!((gap.as_secs_f64() * 1e3 - 2.22).abs() < 0.01, "{gap:?}");
+        assert!(gap * (n as u32 - 1) < Duration::from_millis(33) / 2);
+        assert_eq!(Pacing::Burst.gap(size, 1_500_000), Duration::ZERO);
+    }
 
     #[test]
     fn stream_counts_find_gaps_and_reordering() {

@@ -28,6 +28,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
+use load::Pacing;
 use scenarios::{GenSpec, PointResult, Scenario, ServerKind};
 use server::{ServerPaths, ServerProc};
 
@@ -41,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark and write the report (needs root: it creates network namespaces).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Rewrite report.md and plot.svg from a run's report.json (e.g. after changing the report).
     Report {
         /// The run's report.json.
@@ -92,9 +93,10 @@ struct RunArgs {
     /// The built client (served by our server; weighed for the report).
     #[arg(long, default_value = "dist")]
     static_dir: PathBuf,
-    /// Core for the server under test.
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
+    /// Cores for the server under test, as taskset takes them (`0`, or `0,1` to let a server
+    /// use both cores, sharing one with the generator).
+    #[arg(long, default_value = "0")]
+    server_cpu: String,
     /// Core for the load generator.
     #[arg(long, default_value_t = 1)]
     gen_cpu: usize,
@@ -102,6 +104,10 @@ struct RunArgs {
     /// answer as the Janus adapter does (shows the cost of late candidates on join time).
     #[arg(long)]
     trickle: bool,
+    /// How publishers send each video frame's packets: spread out as browsers' pacers do, or
+    /// back to back (the fan-out's worst case).
+    #[arg(long, value_enum, default_value_t = Pacing::Browser)]
+    pacing: Pacing,
 }
 
 /// What a run covers.
@@ -199,7 +205,7 @@ fn main() -> anyhow::Result<()> {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
-                r = run(args) => r,
+                r = run(*args) => r,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted (namespaces and servers removed)"),
                 _ = term.recv() => bail!("terminated (namespaces and servers removed)"),
             }
@@ -316,6 +322,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     measure_s: plan.measure_s,
                     join_concurrency: 5,
                     trickle: args.trickle,
+                    pacing: args.pacing,
                 };
                 let tag = format!("{scenario:?}{n}-r{repeat}");
                 let mut r = match run_point(&ns, &paths, &args, spec, &tag).await {
@@ -372,6 +379,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         } else {
             "generator ICE candidates in the SDP for both servers".into()
         },
+        pacing: match args.pacing {
+            Pacing::Browser => format!(
+                "video frames paced as browsers do ({}× the bit rate)",
+                load::BROWSER_PACE_MULTIPLIER
+            ),
+            Pacing::Burst => {
+                "video frames sent in bursts (each frame's packets back to back)".into()
+            }
+        },
     };
     let summaries = report::summarise(&results);
     let md = report::markdown(&meta, &summaries, &weight);
@@ -417,7 +433,7 @@ async fn run_point(
     mut spec: GenSpec,
     tag: &str,
 ) -> anyhow::Result<PointResult> {
-    let srv = ServerProc::start(spec.server, ns, paths, args.server_cpu, tag)?;
+    let srv = ServerProc::start(spec.server, ns, paths, &args.server_cpu, tag)?;
     spec.url = srv.url.clone();
     spec.server_pid = srv.pid;
     let budget = Duration::from_secs(90 + u64::from(spec.n) / 2)

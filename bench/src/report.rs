@@ -271,6 +271,9 @@ pub struct Meta {
     /// How the generator's ICE candidates reach the servers.
     #[serde(default)]
     pub ice: String,
+    /// How publishers send a frame's packets.
+    #[serde(default)]
+    pub pacing: String,
 }
 
 /// The Markdown report.
@@ -283,8 +286,8 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> St
     );
     let _ = writeln!(
         md,
-        "Started {} UTC, {:.1} min; load average at start {:.2} (shared machine); {}; Janus {}; {}.",
-        meta.started, meta.minutes, meta.loadavg_start, meta.cpus, meta.janus_version, meta.ice
+        "Started {} UTC, {:.1} min; load average at start {:.2} (shared machine); {}; Janus {}; {}; {}.",
+        meta.started, meta.minutes, meta.loadavg_start, meta.cpus, meta.janus_version, meta.ice, meta.pacing
     );
     let _ = writeln!(
         md,
@@ -649,6 +652,7 @@ mod tests {
             janus_version: "1.1.2".into(),
             cpus: "server cpu 0, generator cpu 1".into(),
             ice: "candidates in the SDP".into(),
+            pacing: "video paced as browsers do".into(),
         };
         let md = markdown(&meta, &s, &ClientWeight::default());
         assert!(md.contains("| 10 | ours | 10.0 | 2.5 |"), "{md}");

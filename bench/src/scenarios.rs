@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use webrtc::api::API;
 
-use crate::load::{self, Participant, PublishSpec, StreamCount};
+use crate::load::{self, Pacing, Participant, PublishSpec, StreamCount};
 use crate::media;
 use crate::procfs;
 use crate::stats::{p50_p99, percentile};
@@ -97,6 +97,9 @@ pub struct GenSpec {
     /// answer (Janus always gets them in the SDP).
     #[serde(default)]
     pub trickle: bool,
+    /// How publishers send a video frame's packets.
+    #[serde(default)]
+    pub pacing: Pacing,
 }
 
 /// The figures of one point, one server, one repeat.
@@ -440,6 +443,7 @@ async fn fan_out(ctx: &mut Ctx) -> anyhow::Result<()> {
         index: 0,
         video_bps: FANOUT_VIDEO_BPS,
         fps: FPS,
+        pacing: spec.pacing,
     };
     let publisher = join(&ctx.api, &spec, "pub0", Some(pub_spec), &[], None)
         .await
@@ -490,6 +494,7 @@ async fn mesh(ctx: &mut Ctx) -> anyhow::Result<()> {
             index: i,
             video_bps: MESH_VIDEO_BPS,
             fps: FPS,
+            pacing: spec.pacing,
         };
         match join(&ctx.api, &spec, &format!("m{i}"), Some(ps), &[], None).await {
             Ok(p) => {
@@ -570,6 +575,7 @@ async fn churn(ctx: &mut Ctx) -> anyhow::Result<()> {
         index: 0,
         video_bps: FANOUT_VIDEO_BPS,
         fps: FPS,
+        pacing: spec.pacing,
     };
     let publisher = join(&ctx.api, &spec, "pub0", Some(pub_spec), &[], None)
         .await

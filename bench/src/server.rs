@@ -43,21 +43,14 @@ impl ServerProc {
         kind: ServerKind,
         ns: &Netns,
         paths: &ServerPaths,
-        cpu: usize,
+        cpu: &str,
         tag: &str,
     ) -> anyhow::Result<ServerProc> {
         let log_path = paths.work.join(format!("logs/{tag}-{}.log", kind.name()));
         std::fs::create_dir_all(log_path.parent().unwrap_or(Path::new(".")))?;
         let log = std::fs::File::create(&log_path)?;
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &ns.server,
-            "taskset",
-            "-c",
-            &cpu.to_string(),
-        ]);
+        cmd.args(["netns", "exec", &ns.server, "taskset", "-c", cpu]);
         let url = match kind {
             ServerKind::Ours => {
                 cmd.arg(&paths.ours_bin).args([

@@ -973,7 +973,10 @@ impl Inner {
                 .and_then(|m| s.negotiation.remote_track(m))
                 .cloned()
             else {
-                log::warn(&format!("media on unknown mid {mid:?}"));
+                log::warn(&format!(
+                    "media on unknown mid {}",
+                    mid.as_deref().unwrap_or("(none)")
+                ));
                 return;
             };
             let Some(peer_id) = publisher_of(&track_id).map(str::to_owned) else {
@@ -1227,7 +1230,7 @@ async fn add_candidate(pc: &RtcPeerConnection, c: &IceCandidate) {
     if let Err(e) = added.await {
         // One bad candidate must not stop negotiation; the others may well work.
         log::warn(&format!(
-            "ICE candidate {:?} refused: {}",
+            "ICE candidate \"{}\" refused: {}",
             c.candidate,
             log::describe(&e)
         ));

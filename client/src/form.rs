@@ -43,7 +43,8 @@ pub fn validate_form(room_name: &str, display_name: &str) -> Result<JoinRequest,
 /// empty."
 pub fn message(e: &ValidationError) -> String {
     let mut field = e.field.chars();
-    let first = field.next().map(|c| c.to_uppercase().to_string());
+    // Field names are ASCII ("room name"); Unicode case tables would cost the bundle 16 KB.
+    let first = field.next().map(|c| c.to_ascii_uppercase().to_string());
     format!(
         "{}{} {}.",
         first.unwrap_or_default(),

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::Reflect;
-use protocol::{ClientMessage, DecodeError, ServerMessage};
+use protocol::{ClientMessage, DecodeError, ServerMessage, MAX_SERVER_FRAME_BYTES};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
@@ -66,7 +66,7 @@ impl Socket {
             let on_event = on_event.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
                 match e.data().as_string() {
-                    Some(text) => on_event(SocketEvent::Message(ServerMessage::decode(&text))),
+                    Some(text) => on_event(SocketEvent::Message(decode(&text))),
                     None => log::warn("ignoring a binary frame from the server"),
                 }
             })
@@ -101,7 +101,7 @@ impl Socket {
     /// Sends a message now, or when the socket opens. Returns false if the socket is closing
     /// or closed (the message is dropped).
     pub fn send(&self, message: &ClientMessage) -> bool {
-        let frame = message.encode();
+        let frame = encode(message);
         match self.ws.ready_state() {
             WebSocket::CONNECTING => {
                 self.outbox.borrow_mut().push(frame);
@@ -145,6 +145,29 @@ impl Socket {
     pub fn web_socket(&self) -> &WebSocket {
         &self.ws
     }
+}
+
+/// [`ServerMessage::decode`], but parsed by the browser's `JSON.parse`: the same types, bounds
+/// and unknown-field refusals, without serde_json's parser in the bundle.
+pub fn decode(text: &str) -> Result<ServerMessage, DecodeError> {
+    protocol::check_frame_size(text.len(), MAX_SERVER_FRAME_BYTES)?;
+    protocol::check_nesting(text)?;
+    let value =
+        js_sys::JSON::parse(text).map_err(|e| DecodeError::Malformed(crate::log::describe(&e)))?;
+    let message: ServerMessage =
+        serde_wasm_bindgen::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    message.checked()
+}
+
+/// [`ClientMessage::encode`], by the browser's `JSON.stringify`: the same JSON text (fields in
+/// declaration order, maps as objects, absent options left out).
+pub fn encode(message: &ClientMessage) -> String {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    serde::Serialize::serialize(message, &serializer)
+        .and_then(|v| js_sys::JSON::stringify(&v).map_err(Into::into))
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_default()
 }
 
 /// The global through which the live socket can be reached (a test closes it to simulate a

@@ -429,13 +429,51 @@ impl DecodeError {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str, limit: usize) -> Result<T, DecodeError> {
-    if text.len() > limit {
-        return Err(DecodeError::TooLarge {
-            size: text.len(),
-            limit,
-        });
+/// Refuses a frame of `size` bytes over `limit`, before anything parses it.
+pub fn check_frame_size(size: usize, limit: usize) -> Result<(), DecodeError> {
+    match size > limit {
+        true => Err(DecodeError::TooLarge { size, limit }),
+        false => Ok(()),
     }
+}
+
+/// Most levels of nested arrays and objects a frame may have (ours have at most 7).
+pub const MAX_NESTING: usize = 32;
+
+/// Refuses JSON text whose arrays and objects nest deeper than [`MAX_NESTING`], before
+/// anything parses it: for a decoder without a depth limit of its own (serde_json stops at 128;
+/// serde-wasm-bindgen recurses until the browser's stack overflows).
+pub fn check_nesting(text: &str) -> Result<(), DecodeError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(DecodeError::Malformed(format!(
+                        "nested deeper than {MAX_NESTING} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str, limit: usize) -> Result<T, DecodeError> {
+    check_frame_size(text.len(), limit)?;
     serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
@@ -458,8 +496,15 @@ impl ServerMessage {
     /// Parses and bounds-checks a frame from the server.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
         let msg: Self = decode(text, MAX_SERVER_FRAME_BYTES)?;
-        msg.validate()?;
-        Ok(msg)
+        msg.checked()
+    }
+
+    /// The message if every field is within bounds: for a decoder other than [`Self::decode`]
+    /// (the wasm client parses with the browser's JSON), which must also have applied
+    /// [`check_frame_size`] with [`MAX_SERVER_FRAME_BYTES`].
+    pub fn checked(self) -> Result<Self, DecodeError> {
+        self.validate()?;
+        Ok(self)
     }
 
     /// Serialises the message to its JSON frame.
@@ -500,4 +545,33 @@ pub fn room_from_topic(topic: &str) -> Option<&str> {
 /// The `room:<name>` topic of a room.
 pub fn topic_for_room(room: &str) -> String {
     format!("{ROOM_TOPIC_PREFIX}{room}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_bounded_outside_strings_only() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_nesting(&nested(MAX_NESTING)).is_ok());
+        assert!(matches!(
+            check_nesting(&nested(MAX_NESTING + 1)),
+            Err(DecodeError::Malformed(m)) if m.contains("nested deeper")
+        ));
+        let deep_object = format!("{}{}", r#"{"a":"#.repeat(40), "}".repeat(40));
+        assert!(check_nesting(&deep_object).is_err());
+        // Brackets in strings, escaped quotes included, are text.
+        let text = format!(
+            r#"{{"reason":"{} \" {}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(check_nesting(&text).is_ok());
+        // Siblings do not add up.
+        assert!(check_nesting(&"[[]]".repeat(1000)).is_ok());
+        // Every golden frame is well within the bound.
+        let peer_accepted = include_str!("../tests/golden/server_peer_accepted_with_turn.json");
+        assert!(check_nesting(peer_accepted).is_ok());
+    }
 }

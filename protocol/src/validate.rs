@@ -71,7 +71,14 @@ pub fn validate_room_name(name: &str) -> Result<(), ValidationError> {
     {
         return Err(err(
             FIELD,
-            format!("may only contain letters, digits, '-', '_' and '.', not {bad:?}"),
+            // Not `{bad:?}`: Debug formatting of text costs the wasm client ~18 KB of tables.
+            match bad.is_control() {
+                true => format!(
+                    "may only contain letters, digits, '-', '_' and '.', not U+{:04X}",
+                    u32::from(bad)
+                ),
+                false => format!("may only contain letters, digits, '-', '_' and '.', not '{bad}'"),
+            },
         ));
     }
     Ok(())
