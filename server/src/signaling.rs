@@ -46,6 +46,8 @@ const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 /// A close frame's payload is at most 125 bytes (RFC 6455 §5.5), two of them the code.
 const MAX_CLOSE_REASON_BYTES: usize = 123;
+/// A connection's WebSocket read buffer to start with (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// `GET /socket`: upgrades to a signaling session (403 for a foreign browser origin).
 pub async fn handler(
@@ -61,8 +63,12 @@ pub async fn handler(
         )
             .into_response();
     }
+    // tungstenite reserves a 128 KiB read buffer per connection by default: most of a
+    // participant's memory (issue 7). Signaling frames are small; the buffer still grows to
+    // take a 64 KiB frame.
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tracker = app.sessions.clone();
             tracker.track_future(run(socket, app))
