@@ -305,6 +305,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         work: out.clone(),
     };
     let ns = netns::Netns::create()?;
+    let buffers = socket_buffers(&ns.server);
     let total = plan.points.len() * plan.repeats as usize * plan.servers.len();
     let mut done = 0;
     let mut results: Vec<PointResult> = Vec::new();
@@ -379,6 +380,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         } else {
             "generator ICE candidates in the SDP for both servers".into()
         },
+        buffers,
         pacing: match args.pacing {
             Pacing::Browser => format!(
                 "video frames paced as browsers do ({}× the bit rate)",
@@ -404,6 +406,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         meta.minutes
     );
     Ok(())
+}
+
+/// The socket buffer sizes both servers get: neither sets its own, so the server namespace's
+/// defaults apply to each alike.
+fn socket_buffers(server_ns: &str) -> String {
+    let read = |key: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                server_ns,
+                "cat",
+                &format!("/proc/sys/net/core/{key}"),
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "socket buffers: the namespace's defaults for both servers (rmem_default {} B, wmem_default {} B)",
+        read("rmem_default"),
+        read("wmem_default")
+    )
 }
 
 /// Re-renders the Markdown and SVG of a finished run from its JSON.

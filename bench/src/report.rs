@@ -274,6 +274,9 @@ pub struct Meta {
     /// How publishers send a frame's packets.
     #[serde(default)]
     pub pacing: String,
+    /// The socket buffers the servers get.
+    #[serde(default)]
+    pub buffers: String,
 }
 
 /// The Markdown report.
@@ -286,8 +289,8 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> St
     );
     let _ = writeln!(
         md,
-        "Started {} UTC, {:.1} min; load average at start {:.2} (shared machine); {}; Janus {}; {}; {}.",
-        meta.started, meta.minutes, meta.loadavg_start, meta.cpus, meta.janus_version, meta.ice, meta.pacing
+        "Started {} UTC, {:.1} min; load average at start {:.2} (shared machine); {}; Janus {}; {}; {}; {}.",
+        meta.started, meta.minutes, meta.loadavg_start, meta.cpus, meta.janus_version, meta.ice, meta.pacing, meta.buffers
     );
     let _ = writeln!(
         md,
@@ -653,6 +656,7 @@ mod tests {
             cpus: "server cpu 0, generator cpu 1".into(),
             ice: "candidates in the SDP".into(),
             pacing: "video paced as browsers do".into(),
+            buffers: "socket buffers: defaults".into(),
         };
         let md = markdown(&meta, &s, &ClientWeight::default());
         assert!(md.contains("| 10 | ours | 10.0 | 2.5 |"), "{md}");

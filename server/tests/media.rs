@@ -13,17 +13,31 @@ use testkit::{PeerOptions, TestPeer};
 const AUDIO_PACKETS: u64 = 50;
 const VIDEO_PACKETS: u64 = 100;
 
+/// Waits until `receiver` has had a steady stream of `from`'s audio and video, all intact.
+async fn assert_receives(receiver: &TestPeer, from: &TestPeer) {
+    let st = receiver
+        .wait_for(
+            &format!("audio and video from {} at {}", from.name, receiver.name),
+            WAIT,
+            |s| {
+                s.packets_from(&from.id, "audio") >= AUDIO_PACKETS
+                    && s.packets_from(&from.id, "video") >= VIDEO_PACKETS
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        st.corrupt(),
+        0,
+        "{} received corrupt payloads",
+        receiver.name
+    );
+}
+
 async fn assert_everyone_receives_everyone(peers: &[TestPeer]) {
     for p in peers {
         for other in peers.iter().filter(|o| o.id != p.id) {
-            let st = p
-                .wait_for(&format!("audio and video from {}", other.name), WAIT, |s| {
-                    s.packets_from(&other.id, "audio") >= AUDIO_PACKETS
-                        && s.packets_from(&other.id, "video") >= VIDEO_PACKETS
-                })
-                .await
-                .unwrap();
-            assert_eq!(st.corrupt(), 0, "{} received corrupt payloads", p.name);
+            assert_receives(p, other).await;
         }
     }
 }
@@ -146,14 +160,7 @@ async fn a_large_audience_is_served_by_every_fanout_shard() {
     .map(|r| r.unwrap())
     .collect();
     for v in &viewers {
-        let st = v
-            .wait_for(&format!("Ada's media at {}", v.name), WAIT, |s| {
-                s.packets_from(&ada.id, "audio") >= AUDIO_PACKETS
-                    && s.packets_from(&ada.id, "video") >= VIDEO_PACKETS
-            })
-            .await
-            .unwrap();
-        assert_eq!(st.corrupt(), 0, "{} received corrupt payloads", v.name);
+        assert_receives(v, &ada).await;
     }
     let health = server.state.health();
     println!(
