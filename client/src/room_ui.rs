@@ -94,7 +94,7 @@ pub fn initial(name: &str) -> String {
     name.trim()
         .chars()
         .next()
-        .map(|c| String::from(js_sys::JsString::from(c.to_string().as_str()).to_upper_case()))
+        .map(|c| String::from(js_sys::JsString::from(c).to_upper_case()))
         .unwrap_or_default()
 }
 

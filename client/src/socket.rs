@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::Reflect;
-use protocol::{ClientMessage, DecodeError, ServerMessage, MAX_SERVER_FRAME_BYTES};
+use protocol::{ClientMessage, DecodeError, ServerMessage};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
@@ -150,13 +150,10 @@ impl Socket {
 /// [`ServerMessage::decode`], but parsed by the browser's `JSON.parse`: the same types, bounds
 /// and unknown-field refusals, without serde_json's parser in the bundle.
 pub fn decode(text: &str) -> Result<ServerMessage, DecodeError> {
-    protocol::check_frame_size(text.len(), MAX_SERVER_FRAME_BYTES)?;
-    protocol::check_nesting(text)?;
-    let value =
-        js_sys::JSON::parse(text).map_err(|e| DecodeError::Malformed(crate::log::describe(&e)))?;
-    let message: ServerMessage =
-        serde_wasm_bindgen::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    message.checked()
+    ServerMessage::decode_with(text, |text| {
+        let value = js_sys::JSON::parse(text).map_err(|e| crate::log::describe(&e))?;
+        serde_wasm_bindgen::from_value(value).map_err(|e| e.to_string())
+    })
 }
 
 /// [`ClientMessage::encode`], by the browser's `JSON.stringify`: the same JSON text (fields in

@@ -293,6 +293,19 @@ fn refusals_stay_refusals() {
         "x".repeat(MAX_SERVER_FRAME_BYTES)
     );
     assert!(matches!(decode(&huge), Err(DecodeError::TooLarge { .. })));
+    // Nested past the bound: refused before either parser recurses into it (this one
+    // overflowed the browser's stack in serde-wasm-bindgen before the bound existed).
+    let deep = format!(
+        r#"{{"type":"channelJoinError","reason":{}1{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    for result in [decode(&deep), ServerMessage::decode(&deep)] {
+        assert!(
+            matches!(&result, Err(DecodeError::Malformed(m)) if m.contains("nested deeper")),
+            "{result:?}"
+        );
+    }
 }
 
 #[wasm_bindgen_test]

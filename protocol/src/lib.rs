@@ -430,7 +430,7 @@ impl DecodeError {
 }
 
 /// Refuses a frame of `size` bytes over `limit`, before anything parses it.
-pub fn check_frame_size(size: usize, limit: usize) -> Result<(), DecodeError> {
+fn check_frame_size(size: usize, limit: usize) -> Result<(), DecodeError> {
     match size > limit {
         true => Err(DecodeError::TooLarge { size, limit }),
         false => Ok(()),
@@ -441,9 +441,9 @@ pub fn check_frame_size(size: usize, limit: usize) -> Result<(), DecodeError> {
 pub const MAX_NESTING: usize = 32;
 
 /// Refuses JSON text whose arrays and objects nest deeper than [`MAX_NESTING`], before
-/// anything parses it: for a decoder without a depth limit of its own (serde_json stops at 128;
-/// serde-wasm-bindgen recurses until the browser's stack overflows).
-pub fn check_nesting(text: &str) -> Result<(), DecodeError> {
+/// anything parses it, so that every parser of server frames has the same bound (serde_json
+/// stops at 128; serde-wasm-bindgen recurses until the browser's stack overflows).
+fn check_nesting(text: &str) -> Result<(), DecodeError> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in text.bytes() {
         if in_string {
@@ -495,16 +495,20 @@ impl ClientMessage {
 impl ServerMessage {
     /// Parses and bounds-checks a frame from the server.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let msg: Self = decode(text, MAX_SERVER_FRAME_BYTES)?;
-        msg.checked()
+        Self::decode_with(text, |t| serde_json::from_str(t).map_err(|e| e.to_string()))
     }
 
-    /// The message if every field is within bounds: for a decoder other than [`Self::decode`]
-    /// (the wasm client parses with the browser's JSON), which must also have applied
-    /// [`check_frame_size`] with [`MAX_SERVER_FRAME_BYTES`].
-    pub fn checked(self) -> Result<Self, DecodeError> {
-        self.validate()?;
-        Ok(self)
+    /// [`Self::decode`] with another JSON parser (the wasm client's is the browser's), inside
+    /// the same size, nesting and field bounds; `parse` says what was wrong when it fails.
+    pub fn decode_with(
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<Self, String>,
+    ) -> Result<Self, DecodeError> {
+        check_frame_size(text.len(), MAX_SERVER_FRAME_BYTES)?;
+        check_nesting(text)?;
+        let msg = parse(text).map_err(DecodeError::Malformed)?;
+        msg.validate()?;
+        Ok(msg)
     }
 
     /// Serialises the message to its JSON frame.
