@@ -43,7 +43,7 @@ pub const INLINE_SUBSCRIBERS: usize = 8;
 const SHARD_QUEUE: usize = 256;
 
 /// One share of a track's subscribers: their senders are bound to `local`.
-pub struct Shard {
+struct Shard {
     local: Arc<TrackLocalStaticRTP>,
     bound: AtomicUsize,
 }
@@ -169,14 +169,6 @@ impl PublishedTrack {
         let shard = self.shards[pick_shard(&bound)].clone();
         shard.bound.fetch_add(1, Ordering::Relaxed);
         ShardLease { shard }
-    }
-
-    /// How many subscribers' senders currently carry it.
-    pub fn subscribers(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.bound.load(Ordering::Relaxed))
-            .sum()
     }
 
     /// The track's current metadata.
