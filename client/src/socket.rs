@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::Reflect;
+use protocol::tree::{FromTree, Tree};
 use protocol::{ClientMessage, DecodeError, ServerMessage};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -101,7 +102,7 @@ impl Socket {
     /// Sends a message now, or when the socket opens. Returns false if the socket is closing
     /// or closed (the message is dropped).
     pub fn send(&self, message: &ClientMessage) -> bool {
-        let frame = encode(message);
+        let frame = message.encode();
         match self.ws.ready_state() {
             WebSocket::CONNECTING => {
                 self.outbox.borrow_mut().push(frame);
@@ -147,24 +148,53 @@ impl Socket {
     }
 }
 
-/// [`ServerMessage::decode`], but parsed by the browser's `JSON.parse`: the same types, bounds
-/// and unknown-field refusals, without serde_json's parser in the bundle.
+/// [`ServerMessage::decode`], but parsed by the browser's `JSON.parse` and read by the
+/// protocol's [`FromTree`] decoder: the same types, bounds and unknown-field refusals, without
+/// serde's parser or visitors in the bundle (issue 7).
 pub fn decode(text: &str) -> Result<ServerMessage, DecodeError> {
     ServerMessage::decode_with(text, |text| {
         let value = js_sys::JSON::parse(text).map_err(|e| crate::log::describe(&e))?;
-        serde_wasm_bindgen::from_value(value).map_err(|e| e.to_string())
+        ServerMessage::from_tree(&Js(value)).map_err(|e| e.to_string())
     })
 }
 
-/// [`ClientMessage::encode`], by the browser's `JSON.stringify`: the same JSON text (fields in
-/// declaration order, maps as objects, absent options left out).
-pub fn encode(message: &ClientMessage) -> String {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    serde::Serialize::serialize(message, &serializer)
-        .and_then(|v| js_sys::JSON::stringify(&v).map_err(Into::into))
-        .ok()
-        .and_then(|s| s.as_string())
-        .unwrap_or_default()
+/// A value from `JSON.parse`, as the protocol's decoders navigate it.
+struct Js(JsValue);
+
+impl Js {
+    fn object(&self) -> Option<&js_sys::Object> {
+        (self.0.is_object() && !js_sys::Array::is_array(&self.0)).then(|| self.0.unchecked_ref())
+    }
+}
+
+impl Tree for Js {
+    fn member(&self, key: &str) -> Option<Self> {
+        let value = Reflect::get(self.object()?, &JsValue::from_str(key)).ok()?;
+        (!value.is_undefined()).then_some(Js(value))
+    }
+    fn keys(&self) -> Option<Vec<String>> {
+        let keys = js_sys::Object::keys(self.object()?);
+        Some(keys.iter().filter_map(|k| k.as_string()).collect())
+    }
+    fn items(&self) -> Option<Vec<Self>> {
+        js_sys::Array::is_array(&self.0)
+            .then(|| js_sys::Array::from(&self.0).iter().map(Js).collect())
+    }
+    fn string(&self) -> Option<String> {
+        self.0.as_string()
+    }
+    fn unsigned(&self) -> Option<u64> {
+        // JSON numbers are doubles here: only exact integers in the safe range count.
+        const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+        let n = self.0.as_f64()?;
+        ((0.0..=MAX_SAFE).contains(&n) && n.fract() == 0.0).then_some(n as u64)
+    }
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+    fn is_null(&self) -> bool {
+        self.0.is_null()
+    }
 }
 
 /// The global through which the live socket can be reached (a test closes it to simulate a

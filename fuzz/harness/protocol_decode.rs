@@ -4,6 +4,7 @@
 
 /// Feeds `data` to both decoders as one WebSocket text frame and panics if a property breaks:
 /// decoding never panics; a decoded message encodes to a frame that decodes to an equal value;
+/// the client's tree decoder accepts nothing serde refuses and reads what it accepts alike;
 /// and the error frame the server would send back for a refused client frame is itself a valid
 /// server message (the client decodes it with the same bounds).
 pub fn protocol_decode(data: &[u8]) {
@@ -26,6 +27,19 @@ pub fn protocol_decode(data: &[u8]) {
             match protocol::ServerMessage::decode(&reply.encode()) {
                 Ok(again) => assert_eq!(again, reply, "error reply changed in a round trip"),
                 Err(bad) => panic!("the server's reply to a refused frame is invalid: {bad}"),
+            }
+        }
+    }
+    // The client's decoder (`FromTree`, over the browser's JSON.parse tree there): what it
+    // accepts, serde accepts too and reads as the same message.
+    if let Ok(tree) = serde_json::from_str::<serde_json::Value>(&text) {
+        if let Ok(msg) = <protocol::ServerMessage as protocol::tree::FromTree>::from_tree(&tree) {
+            match serde_json::from_str::<protocol::ServerMessage>(&msg.encode()) {
+                Ok(again) => assert_eq!(again, msg, "the tree decoder and serde disagree"),
+                Err(e) => panic!("the tree decoder accepted what serde refuses: {e}"),
+            }
+            if let Ok(direct) = serde_json::from_str::<protocol::ServerMessage>(&text) {
+                assert_eq!(direct, msg, "the tree decoder and serde read different messages");
             }
         }
     }

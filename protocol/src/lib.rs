@@ -19,11 +19,14 @@
 //!
 //! Invariant: this crate knows neither side. It has no I/O and builds for `wasm32-unknown-unknown`.
 
+pub mod json;
 mod limits;
+pub mod tree;
 mod validate;
 
 use std::collections::BTreeMap;
 
+use protocol_derive::{FromTree, ToJson};
 use serde::{Deserialize, Serialize};
 
 pub use limits::*;
@@ -43,7 +46,7 @@ pub type PeerId = String;
 pub type TrackId = String;
 
 /// A frame sent by the client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Join the channel `room:<name>` (the tutorial's `channel.join()`).
@@ -67,7 +70,7 @@ pub enum ClientMessage {
 }
 
 /// A frame sent by the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ServerMessage {
     /// The channel join succeeded.
@@ -98,7 +101,7 @@ pub enum ServerMessage {
 }
 
 /// The class of a protocol [`ServerMessage::Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorCode {
     /// Not JSON, or not a known message shape.
@@ -116,7 +119,7 @@ pub enum ErrorCode {
 }
 
 /// A peer's public metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerMetadata {
     /// The name shown under the peer's tile.
@@ -124,7 +127,7 @@ pub struct PeerMetadata {
 }
 
 /// What a track carries and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackMetadata {
     /// Where the media comes from.
@@ -135,7 +138,7 @@ pub struct TrackMetadata {
 }
 
 /// The source of a track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase")]
 pub enum TrackSource {
     /// Microphone audio.
@@ -147,7 +150,7 @@ pub enum TrackSource {
 }
 
 /// A peer as seen by the others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerInfo {
     /// The peer's id.
@@ -159,7 +162,7 @@ pub struct PeerInfo {
 }
 
 /// A STUN or TURN server for the client's `RTCPeerConnection`, as in `RTCIceServer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IceServer {
     /// `stun:` / `turn:` / `turns:` URLs.
@@ -173,7 +176,7 @@ pub struct IceServer {
 }
 
 /// An SDP as in `RTCSessionDescriptionInit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(deny_unknown_fields)]
 pub struct SessionDescription {
     /// `offer` or `answer`.
@@ -184,7 +187,7 @@ pub struct SessionDescription {
 }
 
 /// The type of a [`SessionDescription`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "lowercase")]
 pub enum SdpType {
     /// An offer.
@@ -194,7 +197,7 @@ pub enum SdpType {
 }
 
 /// An ICE candidate as in `RTCIceCandidateInit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IceCandidate {
     /// The `candidate:` line (empty string = end of candidates).
@@ -211,7 +214,7 @@ pub struct IceCandidate {
 }
 
 /// A media event sent by the client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ClientMediaEvent {
     /// Enter the room with this metadata.
@@ -272,7 +275,7 @@ pub enum ClientMediaEvent {
 }
 
 /// How many tracks of each kind a client wants to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(deny_unknown_fields)]
 pub struct TrackCounts {
     /// Audio tracks (microphone).
@@ -282,7 +285,7 @@ pub struct TrackCounts {
 }
 
 /// A chat message as the room keeps and relays it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChatMessage {
     /// Increasing within the room (order and de-duplication).
@@ -298,7 +301,7 @@ pub struct ChatMessage {
 }
 
 /// A media event sent by the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ServerMediaEvent {
     /// The join was accepted.
@@ -442,7 +445,8 @@ pub const MAX_NESTING: usize = 32;
 
 /// Refuses JSON text whose arrays and objects nest deeper than [`MAX_NESTING`], before
 /// anything parses it, so that every parser of server frames has the same bound (serde_json
-/// stops at 128; serde-wasm-bindgen recurses until the browser's stack overflows).
+/// stops at 128; the browser's `JSON.parse` builds whatever it is given, and serde-wasm-bindgen,
+/// the client's decoder before `FromTree`, overflowed the stack on it).
 fn check_nesting(text: &str) -> Result<(), DecodeError> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in text.bytes() {
@@ -485,10 +489,9 @@ impl ClientMessage {
         Ok(msg)
     }
 
-    /// Serialises the message to its JSON frame.
+    /// Serialises the message to its JSON frame (what serde_json writes, by [`json::ToJson`]).
     pub fn encode(&self) -> String {
-        // Serialising these plain data types cannot fail (string keys only).
-        serde_json::to_string(self).unwrap_or_default()
+        json::ToJson::to_json(self)
     }
 }
 
@@ -511,9 +514,9 @@ impl ServerMessage {
         Ok(msg)
     }
 
-    /// Serialises the message to its JSON frame.
+    /// Serialises the message to its JSON frame (what serde_json writes, by [`json::ToJson`]).
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        json::ToJson::to_json(self)
     }
 
     /// Shorthand for a media event frame.
