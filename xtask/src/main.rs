@@ -5,6 +5,7 @@
 
 mod bench;
 mod fuzz;
+mod glue;
 mod tools;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -89,7 +90,8 @@ fn cargo() -> Command {
 }
 
 fn build_client(tools: &Tools) -> Result<()> {
-    sh(tools.command("trunk").args(["build", "--release"]))
+    sh(tools.command("trunk").args(["build", "--release"]))?;
+    glue::minify(tools, Path::new("dist"))
 }
 
 fn run(root: &Path, server_args: Vec<String>) -> Result<()> {
