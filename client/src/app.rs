@@ -109,6 +109,6 @@ fn show_landing(root: &Element, prefill: Prefill) {
             page.start_preview();
             PAGE.with(|p| *p.borrow_mut() = Some(Page::Landing(page)))
         }
-        Err(e) => log::error(&format!("cannot show the form: {}", log::describe(&e))),
+        Err(e) => log::error_failed("cannot show the form", &e),
     }
 }

@@ -344,7 +344,7 @@ impl PreviewInner {
                 );
             }
             Err(e) => {
-                log::warn(&format!("no camera preview: {}", log::describe(&e)));
+                log::warn_failed("no camera preview", &e);
                 self.video.set_hidden(true);
             }
         }

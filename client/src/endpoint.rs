@@ -31,6 +31,7 @@ use web_sys::{
 
 use crate::log;
 use crate::negotiation::{publisher_of, CandidateFate, Negotiation};
+use crate::small_map::SmallMap;
 
 // Members web-sys does not bind yet, on views of the web-sys types.
 #[wasm_bindgen]
@@ -124,10 +125,10 @@ struct State {
     local_peer_id: Option<PeerId>,
     join_sent: bool,
     left: bool,
-    peers: BTreeMap<PeerId, RemotePeer>,
+    peers: SmallMap<RemotePeer>,
     local_tracks: Vec<LocalTrack>,
     negotiation: Negotiation,
-    ready_tracks: BTreeMap<TrackId, TrackContext>,
+    ready_tracks: SmallMap<TrackContext>,
     /// STUN/TURN servers the server gave with `peerAccepted` (credentials for this peer).
     accepted_ice_servers: Vec<IceServer>,
     /// The token to join again with after losing the socket.
@@ -957,7 +958,7 @@ impl Inner {
             transceiver.set_direction(RtcRtpTransceiverDirection::Sendonly);
             // One msid for our audio and video; missing in older browsers, and only cosmetic.
             if let Err(e) = sender.unchecked_ref::<SenderExt>().set_streams(&stream) {
-                log::info(&format!("setStreams unavailable: {}", log::describe(&e)));
+                log::info_failed("setStreams unavailable", &e);
             }
         }
         Ok(())

@@ -190,7 +190,7 @@ fn show_errors(root: &Element, errors: &FormErrors) {
     }
     if let Some(input) = first_invalid {
         if let Err(e) = input.focus() {
-            log::warn(&format!("cannot focus: {}", log::describe(&e)));
+            log::warn_failed("cannot focus", &e);
         }
     }
 }

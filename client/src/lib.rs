@@ -22,6 +22,7 @@ pub mod form;
 pub mod negotiation;
 pub mod reconnect;
 pub mod routing;
+pub mod small_map;
 pub mod stats;
 
 #[cfg(target_arch = "wasm32")]

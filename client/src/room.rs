@@ -472,7 +472,8 @@ impl RoomInner {
             ServerMessage::MediaEvent { data } => self.endpoint.receive_media_event(data),
             ServerMessage::Error { code, message } => {
                 log::warn(&format!(
-                    "the server refused a message ({code:?}): {message}"
+                    "the server refused a message ({}): {message}",
+                    code.wire_name()
                 ));
                 self.ui
                     .set_error_message(Some(&format!("The server refused a message: {message}")));
@@ -758,7 +759,7 @@ impl RoomInner {
         let stream = match devices::user_media(&wanted).await {
             Ok(s) => s,
             Err(e) => {
-                log::warn(&format!("cannot switch device: {}", log::describe(&e)));
+                log::warn_failed("cannot switch device", &e);
                 return;
             }
         };
@@ -814,7 +815,7 @@ impl RoomInner {
         let request = match screen::request() {
             Ok(p) => p,
             Err(e) => {
-                log::warn(&format!("cannot share the screen: {}", log::describe(&e)));
+                log::warn_failed("cannot share the screen", &e);
                 return;
             }
         };
@@ -833,7 +834,7 @@ impl RoomInner {
                 Ok((stream, track)) if !room.left.get() => room.publish_screen(stream, track),
                 Ok((stream, _)) => media::stop_tracks(&stream),
                 // Cancelling the picker is a NotAllowedError too: nothing to show.
-                Err(e) => log::warn(&format!("no screen to share: {}", log::describe(&e))),
+                Err(e) => log::warn_failed("no screen to share", &e),
             }
         });
     }

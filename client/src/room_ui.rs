@@ -201,7 +201,7 @@ impl RoomUi {
                 };
                 self.resize_videos_grid();
             }
-            Err(e) => log::warn(&format!("cannot add a video tile: {}", log::describe(&e))),
+            Err(e) => log::warn_failed("cannot add a video tile", &e),
         }
     }
 

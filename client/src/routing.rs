@@ -52,11 +52,12 @@ pub fn route(pathname: &str, display_name: Option<&str>) -> Route {
     }
 }
 
-/// The room name in `/room/<name>` (percent-decoded), if the path is a room page.
+/// The room name in `/room/<name>` (percent-decoded), if the path is a room page; a name
+/// that does not decode to UTF-8 is no room (the landing form then asks for one).
 pub fn room_from_path(pathname: &str) -> Option<String> {
     let raw = pathname.strip_prefix(ROOM_PATH_PREFIX)?;
     let raw = raw.strip_suffix('/').unwrap_or(raw);
-    Some(percent_decode_str(raw).decode_utf8_lossy().into_owned())
+    Some(percent_decode_str(raw).decode_utf8().ok()?.into_owned())
 }
 
 /// The path of a room's page: `/room/<name>` (encoded, though valid names need no encoding).
@@ -161,5 +162,6 @@ mod tests {
         assert_eq!(room_path("a.b-c_d"), "/room/a.b-c_d");
         assert_eq!(room_path("a b/c"), "/room/a%20b%2Fc");
         assert_eq!(room_from_path(&room_path("a b/c")).unwrap(), "a b/c");
+        assert_eq!(room_from_path("/room/%FF"), None);
     }
 }

@@ -58,7 +58,7 @@ impl Socket {
             Closure::<dyn FnMut(Event)>::new(move |_: Event| {
                 for frame in outbox.borrow_mut().drain(..) {
                     if let Err(e) = ws.send_with_str(&frame) {
-                        log::warn(&format!("socket send failed: {}", log::describe(&e)));
+                        log::warn_failed("socket send failed", &e);
                     }
                 }
             })
@@ -111,7 +111,7 @@ impl Socket {
             WebSocket::OPEN => match self.ws.send_with_str(&frame) {
                 Ok(()) => true,
                 Err(e) => {
-                    log::warn(&format!("socket send failed: {}", log::describe(&e)));
+                    log::warn_failed("socket send failed", &e);
                     false
                 }
             },
@@ -138,7 +138,7 @@ impl Socket {
     /// Starts closing the socket; frames already sent are still delivered first.
     pub fn close(&self) {
         if let Err(e) = self.ws.close() {
-            log::warn(&format!("socket close failed: {}", log::describe(&e)));
+            log::warn_failed("socket close failed", &e);
         }
     }
 

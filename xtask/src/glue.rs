@@ -40,6 +40,8 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
         .command("wasm-opt")
         // Without "-and-modules" binaryen renames only imports from "env".
         .arg("--minify-imports-and-exports-and-modules")
+        // Tool metadata no browser reads; last, as later passes would need the features.
+        .args(["--strip-producers", "--strip-target-features"])
         .arg(&wasm)
         .arg("-o")
         .arg(&wasm)
@@ -260,7 +262,8 @@ fn imports(wasm: &[u8]) -> Result<Vec<(String, String)>> {
     Ok(Vec::new())
 }
 
-/// Rewrites the `integrity="sha384-..."` of each link to one of `files` with its new hash.
+/// Rewrites the `integrity=sha384-...` of each tag that links one of `files`, with its new
+/// hash (attribute values quoted or not, as a minifier leaves them).
 fn reintegrate(html: &str, files: &[&Path]) -> Result<String> {
     let mut html = html.to_owned();
     for file in files {
@@ -271,13 +274,21 @@ fn reintegrate(html: &str, files: &[&Path]) -> Result<String> {
         let bytes = std::fs::read(file)?;
         let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(&bytes));
         let mut from = 0;
-        while let Some(at) = html[from..].find(&format!("/{name}\"")) {
-            let at = from + at;
+        while let Some(found) = html[from..].find(&format!("/{name}")) {
+            let at = from + found;
+            let tag_start = html[..at].rfind('<').unwrap_or(0);
             let tag_end = html[at..].find('>').map_or(html.len(), |e| at + e);
-            const ATTR: &str = "integrity=\"sha384-";
-            if let Some(i) = html[at..tag_end].find(ATTR) {
-                let start = at + i + ATTR.len();
-                let end = html[start..].find('"').context("unterminated integrity")? + start;
+            if let Some(i) = html[tag_start..tag_end].find("integrity=") {
+                let value = tag_start + i + "integrity=".len();
+                let value = value + usize::from(html[value..].starts_with(['"', '\'']));
+                let start = value + html[value..].strip_prefix("sha384-").map_or(0, |_| 7);
+                ensure!(
+                    start > value,
+                    "{name}: integrity is not sha384 in index.html"
+                );
+                let end = html[start..]
+                    .find(['"', '\'', ' ', '>'])
+                    .map_or(tag_end, |e| start + e);
                 html.replace_range(start..end, &hash);
             }
             from = at + 1;
@@ -362,6 +373,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("sha384-KEEP"));
+        // Minified HTML leaves attribute values unquoted.
+        let minified =
+            "<link crossorigin href=/client-1.js integrity=sha384-OLD rel=modulepreload>";
+        let out = reintegrate(minified, &[&js]).unwrap();
+        assert!(out.contains("integrity=sha384-11LCxR+6DimqGQVwqdQlPkQHegWNMpf6OlYw1b0BJiL5fCisrtMTtcg7uZDKp9qF rel="), "{out}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -392,11 +392,17 @@ fn to_json(name_ident: &syn::Ident, shape: &Shape) -> TokenStream {
         Shape::Units(units) => {
             let arms = units
                 .iter()
-                .map(|(ident, name)| quote! { Self::#ident => out.string(#name), });
+                .map(|(ident, name)| quote! { Self::#ident => #name, });
             quote! {
+                impl #name_ident {
+                    /// The variant's name on the wire.
+                    pub fn wire_name(&self) -> &'static str {
+                        match self { #(#arms)* }
+                    }
+                }
                 impl crate::json::ToJson for #name_ident {
                     fn write_json(&self, out: &mut crate::json::Writer) {
-                        match self { #(#arms)* }
+                        out.string(self.wire_name());
                     }
                 }
             }
