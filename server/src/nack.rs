@@ -26,12 +26,13 @@ use webrtc::rtp::packet::Packet;
 /// The attribute under which a packet written to a track names its source (a [`SourceTag`]).
 pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
 
-/// Packets kept per downlink video stream: ~1.5 s of 1.5 Mbit/s video, 8 s at 30 packets/s.
+/// Packets kept per downlink video stream: ~0.8 s of 1.5 Mbit/s video, ~2 s of 0.5 Mbit/s.
 /// A resend is worth it only while the receiver's jitter buffer still waits for the packet
 /// (hundreds of ms; Janus keeps 200–500 ms), and every slot pins its payload: 1024 slots cost
-/// ~0.2 MB of slots per subscriber and ~1 MB of payload per publisher (issue 7's RSS figures).
+/// ~0.2 MB of slots per subscriber and ~1 MB of payload per publisher (issue 7's RSS figures);
+/// 128 compact slots cost 5 KB per subscriber and ~140 KB of payload per publisher.
 /// A power of two that divides 65 536, so a slot index survives sequence-number wrap-around.
-pub const HISTORY: usize = 256;
+pub const HISTORY: usize = 128;
 
 const HALF: u16 = 1 << 15;
 
@@ -140,16 +141,34 @@ impl Numbering {
 }
 
 /// The last [`HISTORY`] packets sent, by wire sequence number.
+///
+/// A slot keeps only what differs from packet to packet (payload, number, timestamp, marker):
+/// 40 bytes instead of a whole `Packet`'s 112, whose header's two `Vec`s are empty here (the
+/// forwarder clears the extensions; the sender's interceptors add theirs after this one). The
+/// rest of the header (SSRC, payload type, …) is the stream's own, kept once in `header`.
 #[derive(Default)]
 struct History {
-    slots: Vec<Option<Packet>>,
+    slots: Vec<Slot>,
     newest: Option<u16>,
+    header: webrtc::rtp::header::Header,
+}
+
+/// One packet of a [`History`]; an empty payload marks an empty slot (RTP payloads are never
+/// empty here: the forwarder only writes what publishers sent).
+#[derive(Clone, Default)]
+struct Slot {
+    payload: bytes::Bytes,
+    timestamp: u32,
+    sequence_number: u16,
+    marker: bool,
+    padding: bool,
+    payload_type: u8,
 }
 
 impl History {
     fn add(&mut self, packet: &Packet) {
         if self.slots.is_empty() {
-            self.slots = vec![None; HISTORY];
+            self.slots = vec![Slot::default(); HISTORY];
         }
         let seq = packet.header.sequence_number;
         if let Some(newest) = self.newest {
@@ -160,7 +179,8 @@ impl History {
             if ahead < HALF {
                 // Numbers skipped over were never sent: their slots hold packets a lap old.
                 for i in 1..usize::from(ahead).min(HISTORY + 1) {
-                    self.slots[usize::from(newest.wrapping_add(i as u16)) % HISTORY] = None;
+                    self.slots[usize::from(newest.wrapping_add(i as u16)) % HISTORY] =
+                        Slot::default();
                 }
                 self.newest = Some(seq);
             } else if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
@@ -171,18 +191,52 @@ impl History {
         } else {
             self.newest = Some(seq);
         }
-        self.slots[usize::from(seq) % HISTORY] = Some(packet.clone());
+        let h = &packet.header;
+        if self.header.version != h.version
+            || self.header.ssrc != h.ssrc
+            || self.header.csrc != h.csrc
+        {
+            // Packets kept so far belong to the old header: resent with the new one they
+            // would be wrong, so they are forgotten (never happens on one sender's stream,
+            // whose SSRC is fixed and whose publishers send no CSRCs).
+            self.slots.fill(Slot::default());
+            self.header = webrtc::rtp::header::Header {
+                extension: false,
+                extension_profile: 0,
+                extensions: Vec::new(),
+                extensions_padding: 0,
+                ..h.clone()
+            };
+        }
+        self.slots[usize::from(seq) % HISTORY] = Slot {
+            payload: packet.payload.clone(),
+            timestamp: h.timestamp,
+            sequence_number: seq,
+            marker: h.marker,
+            padding: h.padding,
+            payload_type: h.payload_type,
+        };
     }
 
-    fn get(&self, seq: u16) -> Option<&Packet> {
+    fn get(&self, seq: u16) -> Option<Packet> {
         let newest = self.newest?;
         if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
             return None;
         }
-        self.slots
-            .get(usize::from(seq) % HISTORY)?
-            .as_ref()
-            .filter(|p| p.header.sequence_number == seq)
+        let slot = self
+            .slots
+            .get(usize::from(seq) % HISTORY)
+            .filter(|s| s.sequence_number == seq && !s.payload.is_empty())?;
+        let mut header = self.header.clone();
+        header.sequence_number = seq;
+        header.timestamp = slot.timestamp;
+        header.marker = slot.marker;
+        header.padding = slot.padding;
+        header.payload_type = slot.payload_type;
+        Some(Packet {
+            header,
+            payload: slot.payload.clone(),
+        })
     }
 }
 
@@ -251,7 +305,7 @@ impl RTCPReader for NackReader {
             let resend: Vec<Packet> = match stream.state.lock() {
                 Ok(state) => wanted
                     .iter()
-                    .filter_map(|&seq| state.history.get(seq).cloned())
+                    .filter_map(|&seq| state.history.get(seq))
                     .collect(),
                 Err(_) => continue,
             };
@@ -352,7 +406,9 @@ mod tests {
 
     fn packet(seq: u16) -> Packet {
         let mut p = Packet::default();
+        p.header.version = 2;
         p.header.sequence_number = seq;
+        p.payload = bytes::Bytes::from_static(b"x");
         p
     }
 
@@ -376,6 +432,32 @@ mod tests {
                     "start {start}, packet {i}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_resent_packet_is_the_packet_sent() {
+        let mut h = History::default();
+        let mut sent = Vec::new();
+        for i in 0..6u16 {
+            let mut p = packet(1000 + i);
+            // The stream's header changes once, after the third packet.
+            p.header.ssrc = if i < 3 { 7 } else { 9 };
+            p.header.csrc = if i < 3 { vec![] } else { vec![5] };
+            p.header.timestamp = 90_000 * u32::from(i);
+            p.header.marker = i % 2 == 1;
+            p.header.padding = i == 4;
+            p.header.payload_type = 96 + (i as u8 % 2);
+            p.payload = bytes::Bytes::from(vec![i as u8; 10 + usize::from(i)]);
+            h.add(&p);
+            sent.push(p);
+        }
+        for p in &sent[3..] {
+            assert_eq!(h.get(p.header.sequence_number).as_ref(), Some(p));
+        }
+        // Kept under the old header, they cannot be resent as they were: forgotten.
+        for p in &sent[..3] {
+            assert_eq!(h.get(p.header.sequence_number), None);
         }
     }
 
