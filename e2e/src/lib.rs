@@ -14,6 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use server::{Config, RunningServer};
 
+/// How long a page may take to show its form or its room. Generous: with four browsers, a
+/// TURN relay and the server on two cores, a page has taken over 20 s to load (a readiness
+/// wait, not a speed check: a working page passes at once).
+pub const PAGE_WAIT: Duration = Duration::from_secs(60);
+
 /// A browser we support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Browser {
@@ -439,7 +444,7 @@ impl Page {
         let room_input = self
             .client
             .wait()
-            .at_most(Duration::from_secs(20))
+            .at_most(PAGE_WAIT)
             .for_element(Locator::Css("#room_name"))
             .await?;
         room_input.clear().await?;
@@ -457,7 +462,7 @@ impl Page {
     pub async fn wait_in_room(&self) -> Result<()> {
         self.wait_js(
             "the room page",
-            Duration::from_secs(20),
+            PAGE_WAIT,
             "return document.querySelector('#room') !== null",
         )
         .await
