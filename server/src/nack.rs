@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use webrtc::interceptor::stream_info::StreamInfo;
@@ -30,9 +31,15 @@ pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
 /// A resend is worth it only while the receiver's jitter buffer still waits for the packet
 /// (hundreds of ms; Janus keeps 200–500 ms), and every slot pins its payload: 1024 slots cost
 /// ~0.2 MB of slots per subscriber and ~1 MB of payload per publisher (issue 7's RSS figures);
-/// 128 compact slots cost 5 KB per subscriber and ~140 KB of payload per publisher.
+/// 128 compact slots cost 6 KB per subscriber, and [`MAX_AGE`] bounds the payload they pin.
 /// A power of two that divides 65 536, so a slot index survives sequence-number wrap-around.
 pub const HISTORY: usize = 128;
+
+/// How long a sent packet stays resendable. A receiver asks again every round trip and
+/// gives up when its jitter buffer moves on (Janus keeps a few hundred ms); a second covers
+/// a few retries at a 300 ms round trip. What is older is dropped, which also frees the
+/// payloads early: at the 0.5 Mbit/s of a mesh room, [`HISTORY`] packets are over 2 s.
+pub const MAX_AGE: Duration = Duration::from_secs(1);
 
 const HALF: u16 = 1 << 15;
 
@@ -150,7 +157,11 @@ impl Numbering {
 struct History {
     slots: Vec<Slot>,
     newest: Option<u16>,
+    /// The oldest number that may still hold a packet: everything before it is gone.
+    oldest: u16,
     header: webrtc::rtp::header::Header,
+    /// The first packet's time: slots keep theirs as milliseconds since then.
+    epoch: Option<Instant>,
 }
 
 /// One packet of a [`History`]; an empty payload marks an empty slot (RTP payloads are never
@@ -159,6 +170,8 @@ struct History {
 struct Slot {
     payload: bytes::Bytes,
     timestamp: u32,
+    /// When it was sent, in ms since the history's epoch (wrapping).
+    sent_ms: u32,
     sequence_number: u16,
     marker: bool,
     padding: bool,
@@ -166,10 +179,13 @@ struct Slot {
 }
 
 impl History {
-    fn add(&mut self, packet: &Packet) {
+    fn add(&mut self, packet: &Packet, now: Instant) {
         if self.slots.is_empty() {
             self.slots = vec![Slot::default(); HISTORY];
         }
+        let epoch = *self.epoch.get_or_insert(now);
+        // Wraps after 49 days; ages are differences, taken wrapping.
+        let sent_ms = now.saturating_duration_since(epoch).as_millis() as u32;
         let seq = packet.header.sequence_number;
         if let Some(newest) = self.newest {
             let ahead = seq.wrapping_sub(newest);
@@ -183,13 +199,14 @@ impl History {
                         Slot::default();
                 }
                 self.newest = Some(seq);
-            } else if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
+            } else if newest.wrapping_sub(seq) > newest.wrapping_sub(self.oldest) {
                 // Late, and older than anything kept.
                 return;
             }
             // else: late but within the window — keep it without moving `newest` back.
         } else {
             self.newest = Some(seq);
+            self.oldest = seq;
         }
         let h = &packet.header;
         if self.header.version != h.version
@@ -200,6 +217,7 @@ impl History {
             // would be wrong, so they are forgotten (never happens on one sender's stream,
             // whose SSRC is fixed and whose publishers send no CSRCs).
             self.slots.fill(Slot::default());
+            self.oldest = self.newest.unwrap_or(seq);
             self.header = webrtc::rtp::header::Header {
                 extension: false,
                 extension_profile: 0,
@@ -211,16 +229,45 @@ impl History {
         self.slots[usize::from(seq) % HISTORY] = Slot {
             payload: packet.payload.clone(),
             timestamp: h.timestamp,
+            sent_ms,
             sequence_number: seq,
             marker: h.marker,
             padding: h.padding,
             payload_type: h.payload_type,
         };
+        self.forget_old(sent_ms);
+    }
+
+    /// Moves `oldest` past what was overwritten or is older than [`MAX_AGE`], emptying those
+    /// slots (and so releasing their payloads). Amortised O(1): a number is passed once.
+    fn forget_old(&mut self, now_ms: u32) {
+        let Some(newest) = self.newest else { return };
+        let window = HISTORY as u16 - 1;
+        if newest.wrapping_sub(self.oldest) > window {
+            // The slots before this were overwritten by newer packets.
+            self.oldest = newest.wrapping_sub(window);
+        }
+        let max_age_ms = MAX_AGE.as_millis() as u32;
+        while self.oldest != newest {
+            let slot = &mut self.slots[usize::from(self.oldest) % HISTORY];
+            if slot.sequence_number == self.oldest && !slot.payload.is_empty() {
+                if now_ms.wrapping_sub(slot.sent_ms) < max_age_ms {
+                    break;
+                }
+                *slot = Slot::default();
+            }
+            self.oldest = self.oldest.wrapping_add(1);
+        }
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.slots.iter().filter(|s| !s.payload.is_empty()).count()
     }
 
     fn get(&self, seq: u16) -> Option<Packet> {
         let newest = self.newest?;
-        if usize::from(newest.wrapping_sub(seq)) >= HISTORY {
+        if newest.wrapping_sub(seq) > newest.wrapping_sub(self.oldest) {
             return None;
         }
         let slot = self
@@ -254,7 +301,7 @@ impl RTPWriter for Stream {
             let mut out = packet.clone();
             out.header.sequence_number = seq;
             if self.repairs {
-                state.history.add(&out);
+                state.history.add(&out, Instant::now());
             }
             out
         };
@@ -404,6 +451,59 @@ impl Interceptor for Responder {
 mod tests {
     use super::*;
 
+    static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+    impl History {
+        /// Adds at one fixed time (for tests about numbers, not age).
+        fn add_now(&mut self, p: &Packet) {
+            self.add(p, *START);
+        }
+    }
+
+    #[test]
+    fn packets_older_than_max_age_are_forgotten_and_released() {
+        let t0 = *START;
+        let mut h = History::default();
+        for seq in 0..10u16 {
+            h.add(&packet(seq), t0 + Duration::from_millis(u64::from(seq)));
+        }
+        // Young enough: all kept.
+        h.add(&packet(10), t0 + MAX_AGE - Duration::from_millis(100));
+        assert_eq!(h.kept(), 11);
+        assert!(h.get(0).is_some());
+        // A second later the first ten are too old to be worth resending.
+        h.add(&packet(11), t0 + MAX_AGE + Duration::from_millis(5));
+        assert_eq!(h.kept(), 6, "0..=5 released, 6..=11 kept");
+        assert!(h.get(5).is_none() && h.get(6).is_some() && h.get(11).is_some());
+        // A late packet from before the oldest kept is not taken back in.
+        h.add(&packet(2), t0 + MAX_AGE + Duration::from_millis(6));
+        assert!(h.get(2).is_none());
+        assert_eq!(h.kept(), 6);
+        // After a pause, one new packet releases everything before it.
+        h.add(&packet(12), t0 + 3 * MAX_AGE);
+        assert_eq!(h.kept(), 1);
+        assert!(h.get(12).is_some() && h.get(11).is_none());
+    }
+
+    #[test]
+    fn a_jump_in_numbers_keeps_only_the_window() {
+        let t0 = *START;
+        let mut h = History::default();
+        h.add(&packet(65_530), t0);
+        h.add(&packet(65_531), t0);
+        // Far ahead (and across the wrap): the old ones' slots are gone or overwritten.
+        h.add(&packet(1000), t0);
+        assert!(h.get(65_530).is_none());
+        assert!(h.get(1000).is_some());
+        assert_eq!(h.kept(), 1);
+        for seq in 1001..1001 + 3 * HISTORY as u16 {
+            h.add(&packet(seq), t0);
+        }
+        assert_eq!(h.kept(), HISTORY);
+        assert!(h.get(1000 + 2 * HISTORY as u16).is_none());
+        assert!(h.get(1001 + 2 * HISTORY as u16).is_some());
+    }
+
     fn packet(seq: u16) -> Packet {
         let mut p = Packet::default();
         p.header.version = 2;
@@ -418,12 +518,12 @@ mod tests {
             let mut h = History::default();
             for i in 0..10u16 {
                 if i != 3 {
-                    h.add(&packet(start.wrapping_add(i)));
+                    h.add_now(&packet(start.wrapping_add(i)));
                 }
             }
             // Number 3 arrives late (a publisher's retransmission), then sending goes on.
-            h.add(&packet(start.wrapping_add(3)));
-            h.add(&packet(start.wrapping_add(10)));
+            h.add_now(&packet(start.wrapping_add(3)));
+            h.add_now(&packet(start.wrapping_add(10)));
             for i in 0..=10u16 {
                 let seq = start.wrapping_add(i);
                 assert_eq!(
@@ -449,7 +549,7 @@ mod tests {
             p.header.padding = i == 4;
             p.header.payload_type = 96 + (i as u8 % 2);
             p.payload = bytes::Bytes::from(vec![i as u8; 10 + usize::from(i)]);
-            h.add(&p);
+            h.add_now(&p);
             sent.push(p);
         }
         for p in &sent[3..] {
@@ -464,17 +564,17 @@ mod tests {
     #[test]
     fn history_forgets_what_is_too_old_or_never_sent() {
         let mut h = History::default();
-        h.add(&packet(0));
-        h.add(&packet(5));
+        h.add_now(&packet(0));
+        h.add_now(&packet(5));
         assert!(h.get(3).is_none(), "never sent");
         assert!(h.get(6).is_none(), "not sent yet");
         for seq in 6..(6 + HISTORY as u16) {
-            h.add(&packet(seq));
+            h.add_now(&packet(seq));
         }
         assert!(h.get(5).is_none(), "a lap old");
         assert!(h.get(6).is_some());
         // A straggler older than the window is not kept over a newer packet's slot.
-        h.add(&packet(4));
+        h.add_now(&packet(4));
         assert!(h.get(4).is_none());
         assert!(h.get(4 + HISTORY as u16).is_some());
     }
