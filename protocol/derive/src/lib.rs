@@ -21,17 +21,21 @@ use syn::{Data, DeriveInput, Fields, LitStr};
 /// Derives `protocol::tree::FromTree`.
 #[proc_macro_derive(FromTree, attributes(serde))]
 pub fn derive_from_tree(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    let input = syn::parse_macro_input!(input as DeriveInput);
-    expand(&input, from_tree)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    derive(input, from_tree)
 }
 
 /// Derives `protocol::json::ToJson`.
 #[proc_macro_derive(ToJson, attributes(serde))]
 pub fn derive_to_json(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    let input = syn::parse_macro_input!(input as DeriveInput);
-    expand(&input, to_json)
+    derive(input, to_json)
+}
+
+fn derive(
+    input: proc_macro::TokenStream,
+    body: fn(&syn::Ident, &Shape) -> TokenStream,
+) -> proc_macro::TokenStream {
+    syn::parse::<DeriveInput>(input)
+        .and_then(|input| expand(&input, body))
         .unwrap_or_else(|e| e.to_compile_error())
         .into()
 }
