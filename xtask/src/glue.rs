@@ -54,10 +54,15 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
     );
     let mut mapping = parse_mapping(&String::from_utf8_lossy(&out.stdout))?;
     let new_module = module(&imports(&std::fs::read(&wasm)?)?)?;
-    mapping.insert(old_module, new_module);
+    mapping.insert(old_module.clone(), new_module.clone());
     let import_names: Vec<String> = before.into_iter().map(|(_, name)| name).collect();
     let glue = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
     let glue = rename(&glue, &mapping, &import_names)?;
+    ensure!(
+        glue.contains(&format!("\"{new_module}\": import")),
+        "the glue's import object is not keyed by the module {old_module:?} any more: has \
+         wasm-bindgen's glue layout changed?"
+    );
     std::fs::write(&js, glue)?;
     let index = dist.join("index.html");
     let html = std::fs::read_to_string(&index).context("reading dist/index.html")?;
