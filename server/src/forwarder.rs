@@ -148,7 +148,7 @@ impl PublishedTrack {
             shards,
             speaking: AtomicBool::new(false),
             metadata: Mutex::new(metadata),
-            source: SourceTag::new(),
+            source: SourceTag::new(remote.kind() == RTPCodecType::Video),
             keyframes: KeyframeRequester {
                 pc: publisher_pc,
                 media_ssrc: remote.ssrc(),
@@ -353,6 +353,8 @@ pub async fn forward(
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
+        // Kept once for every subscriber's NACKs (video only), before any of them can ask.
+        track.source.record(&packet);
         fanout.write(&packet, bytes).await;
     }
     // The room ignores this for a track it no longer has (tracksRemoved says it all).
