@@ -25,6 +25,7 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
     // binaryen renames every import module to one name: only right if there is one.
     let module = |imports: &[(String, String)]| -> Result<String> {
         let mut modules: Vec<&str> = imports.iter().map(|(m, _)| m.as_str()).collect();
+        modules.sort_unstable();
         modules.dedup();
         match modules.as_slice() {
             [one] => Ok(one.to_string()),
