@@ -113,11 +113,14 @@ impl Drop for SourceTag {
     }
 }
 
-/// The kept packet `seq` (the publisher's number) of source `source`, if still kept.
+/// Source `source`'s history, while the source lives.
+fn history_of(source: usize) -> Option<Arc<Mutex<History>>> {
+    HISTORIES.lock().ok()?.get(&source)?.upgrade()
+}
+
+#[cfg(test)]
 fn kept_packet(source: usize, seq: u16) -> Option<Packet> {
-    let history = HISTORIES.lock().ok()?.get(&source)?.upgrade()?;
-    let history = history.lock().ok()?;
-    history.get(seq)
+    history_of(source)?.lock().ok()?.get(seq)
 }
 
 /// Builds one [`Responder`] per peer connection.
@@ -161,6 +164,9 @@ struct Numbering {
     previous_offset: u16,
     /// The first number on the wire of the current source, once there was a previous one.
     switched_at: Option<u16>,
+    /// The same for the previous source: numbers before it belong to an older source, whose
+    /// offset is gone, so a NACK for them finds nothing rather than a wrong packet.
+    previous_from: Option<u16>,
     newest: Option<u16>,
 }
 
@@ -181,6 +187,7 @@ impl Numbering {
                 Some(newest) => newest.wrapping_add(1).wrapping_sub(raw),
                 None => 0,
             };
+            self.previous_from = self.switched_at;
             self.switched_at = self.newest.map(|n| n.wrapping_add(1));
         }
         let out = raw.wrapping_add(self.offset);
@@ -194,11 +201,13 @@ impl Numbering {
     /// Whose packet number `wire` on this stream was, and that source's own number for it.
     fn source_of(&self, wire: u16) -> Option<(usize, u16)> {
         let current = self.source?;
-        match self.switched_at {
-            Some(first) if wire.wrapping_sub(first) >= HALF => {
-                Some((self.previous?, wire.wrapping_sub(self.previous_offset)))
-            }
-            _ => Some((current, wire.wrapping_sub(self.offset))),
+        let before = |first: Option<u16>| first.is_some_and(|f| wire.wrapping_sub(f) >= HALF);
+        if !before(self.switched_at) {
+            Some((current, wire.wrapping_sub(self.offset)))
+        } else if !before(self.previous_from) {
+            Some((self.previous?, wire.wrapping_sub(self.previous_offset)))
+        } else {
+            None
         }
     }
 }
@@ -408,10 +417,21 @@ impl RTCPReader for NackReader {
                     .collect(),
                 Err(_) => continue,
             };
+            // A NACK names one stream, so at most two sources (before and after a reuse):
+            // each history is looked up once, not once per number.
+            let mut histories: Vec<(usize, Option<Arc<Mutex<History>>>)> = Vec::new();
             let resend: Vec<Packet> = sources
                 .into_iter()
                 .filter_map(|(wire, (source, seq))| {
-                    let mut p = kept_packet(source, seq)?;
+                    let history = match histories.iter().find(|(s, _)| *s == source) {
+                        Some((_, h)) => h.clone(),
+                        None => {
+                            let h = history_of(source);
+                            histories.push((source, h.clone()));
+                            h
+                        }
+                    }?;
+                    let mut p = history.lock().ok()?.get(seq)?;
                     p.header.sequence_number = wire;
                     p.header.ssrc = stream.ssrc;
                     p.header.payload_type = stream.payload_type;
@@ -662,6 +682,12 @@ mod tests {
             "before the switch: the old source"
         );
         assert_eq!(n.source_of(100), Some((1, 100)));
+        // Reused once more, for source 3 from wire number 117: source 1's numbers now belong
+        // to no source kept in the numbering, so they map to nothing rather than to source 2.
+        n.map(3, 500);
+        assert_eq!(n.source_of(117), Some((3, 500)));
+        assert_eq!(n.source_of(112), Some((2, 65_532)));
+        assert_eq!(n.source_of(105), None);
     }
 
     #[test]
