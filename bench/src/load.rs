@@ -101,6 +101,8 @@ pub struct LocalMedia {
     video_sender: Arc<RTCRtpSender>,
     /// Keyframe requests (PLI/FIR) received from the server.
     pub keyframe_requests: Arc<AtomicU64>,
+    /// Of those, the ones ignored as too soon after the last honoured one.
+    pub keyframe_requests_ignored: Arc<AtomicU64>,
 }
 
 impl LocalMedia {
@@ -145,6 +147,7 @@ impl LocalMedia {
             video,
             video_sender,
             keyframe_requests: Arc::new(AtomicU64::new(0)),
+            keyframe_requests_ignored: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -166,6 +169,7 @@ impl LocalMedia {
                     self.video_sender.clone(),
                     wanted,
                     self.keyframe_requests.clone(),
+                    self.keyframe_requests_ignored.clone(),
                 ),
             )),
         ]
@@ -248,20 +252,51 @@ async fn send_audio(track: Arc<TrackLocalStaticRTP>, index: u32) {
     }
 }
 
+/// A libwebrtc encoder (Chrome's, Firefox's) ignores a keyframe request that comes within this
+/// long of the last one it honoured (`kMinKeyframeSendIntervalMs`, video/encoder_rtcp_feedback.cc):
+/// the generator does the same, so a server that asks sooner gets no keyframe here either.
+pub const MIN_KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+
+/// Which keyframe requests an encoder honours.
+#[derive(Debug, Default)]
+struct EncoderGate {
+    last: Option<Instant>,
+}
+
+impl EncoderGate {
+    /// Whether a request arriving at `now` makes a keyframe.
+    fn admit(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < MIN_KEYFRAME_REQUEST_GAP)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 async fn read_keyframe_requests(
     sender: Arc<RTCRtpSender>,
     wanted: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
+    ignored: Arc<AtomicU64>,
 ) {
     use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    let mut gate = EncoderGate::default();
     while let Ok((packets, _)) = sender.read_rtcp().await {
         let asks = packets.iter().any(|p| {
             let any = p.as_any();
             any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
         });
         if asks {
-            wanted.store(true, Ordering::Relaxed);
             count.fetch_add(1, Ordering::Relaxed);
+            if gate.admit(Instant::now()) {
+                wanted.store(true, Ordering::Relaxed);
+            } else {
+                ignored.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -372,9 +407,9 @@ impl Receiver {
     }
 }
 
-/// How often a receiver without a keyframe asks for one (browsers repeat PLI about this often
-/// until they can decode).
-const PLI_RETRY: Duration = Duration::from_millis(500);
+/// How often a receiver without a keyframe asks for one: libwebrtc's decoder asks again after
+/// waiting this long for a keyframe (`kMaxWaitForKeyFrame`, video/video_receive_stream2.cc).
+const PLI_RETRY: Duration = Duration::from_millis(200);
 
 async fn receive(track: Arc<TrackRemote>, r: Arc<Receiver>, pc: Weak<RTCPeerConnection>) {
     let video = track.kind() == RTPCodecType::Video;
@@ -471,5 +506,19 @@ mod tests {
         assert_eq!(c.sent_upto, 10);
         // 2→5 and 6→9 jump; the late 4 is not a gap.
         assert_eq!(c.gaps, 2);
+    }
+
+    #[test]
+    fn the_encoder_ignores_requests_within_300_ms_of_the_last_it_honoured() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut gate = EncoderGate::default();
+        assert!(gate.admit(t0));
+        assert!(!gate.admit(ms(200)));
+        // Measured from the last honoured request, not the last ignored one.
+        assert!(!gate.admit(ms(299)));
+        assert!(gate.admit(ms(300)));
+        assert!(!gate.admit(ms(550)));
+        assert!(gate.admit(ms(650)));
     }
 }

@@ -298,7 +298,8 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> St
          window (= forwarded). µs/pkt = server utime+stime ÷ packets; × floor = ÷ {FLOOR_US} µs \
          (one SRTP encrypt + one UDP send). Delay = receive − send time in one process (includes \
          the generator's own queuing). ICE+DTLS = signaling start → connected; join = signaling start → first RTP; 1st key = signaling \
-         start → first keyframe. Ratio rows are ours ÷ Janus (below 1 = ours lower).\n"
+         start → first keyframe; publishers ignore a keyframe request within 300 ms of the \
+         last they honoured and a subscriber without one re-asks every 200 ms, as libwebrtc does. Ratio rows are ours ÷ Janus (below 1 = ours lower).\n"
     );
     let scenarios: Vec<String> = {
         let mut v: Vec<String> = summaries.iter().map(|s| s.scenario.clone()).collect();

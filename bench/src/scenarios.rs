@@ -167,6 +167,9 @@ pub struct PointResult {
     pub rss_per_peer_kb: Option<f64>,
     /// Keyframe requests the publishers received.
     pub keyframe_requests: u64,
+    /// Of those, the ones the publishers ignored (too soon after the last, as libwebrtc does).
+    #[serde(default)]
+    pub keyframe_requests_ignored: u64,
     /// 1-minute load average when the point ended (the machine is shared).
     pub loadavg: f64,
 }
@@ -396,15 +399,10 @@ impl Window<'_> {
             r.gen_us_per_pkt = Some(gcpu * 1e6 / r.packets as f64);
         }
         r.rss_mb = procfs::rss_bytes(pid)? as f64 / 1e6;
-        r.keyframe_requests = self
-            .publishers
-            .iter()
-            .filter_map(|p| p.media.as_ref())
-            .map(|m| {
-                m.keyframe_requests
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum();
+        let media = || self.publishers.iter().filter_map(|p| p.media.as_ref());
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        r.keyframe_requests = media().map(|m| load(&m.keyframe_requests)).sum();
+        r.keyframe_requests_ignored = media().map(|m| load(&m.keyframe_requests_ignored)).sum();
         Ok(())
     }
 }

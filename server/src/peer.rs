@@ -40,6 +40,10 @@ use crate::AppState;
 /// How long the client may take to answer an offer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Candidates kept for a peer whose first answer has not arrived yet (a client that trickles
+/// from a callback can send them ahead of its answer); one more is refused.
+pub const MAX_EARLY_CANDIDATES: usize = 64;
+
 /// Something the `webrtc` callbacks report; they only ever send these, never touch the peer.
 pub enum RtcEvent {
     /// A local ICE candidate to trickle to the client.
@@ -155,6 +159,8 @@ pub struct Peer {
     /// The client's metadata for its tracks by local id: the latest answer's, plus updates.
     local_metadata: HashMap<String, TrackMetadata>,
     connected: bool,
+    /// Candidates that arrived before any answer: added once the first one is applied.
+    early_candidates: Vec<RTCIceCandidateInit>,
     connect_timeout: Duration,
     connect_deadline: Option<Instant>,
     /// Fan-out shards for the tracks this peer publishes.
@@ -222,6 +228,7 @@ impl Peer {
             mid_to_local: BTreeMap::new(),
             local_metadata: HashMap::new(),
             connected: false,
+            early_candidates: Vec::new(),
             connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
             fanout_shards: app.config.fanout_shards(),
@@ -463,6 +470,13 @@ impl Peer {
             .map_err(PeerError::BadAnswer)?;
         self.negotiation.in_flight = false;
         self.negotiation.answer_deadline = None;
+        // The first of the candidates that could not be added is the one reported.
+        let mut refused = None;
+        for init in std::mem::take(&mut self.early_candidates) {
+            if let Err(r) = self.add_candidate(init).await {
+                refused.get_or_insert(r);
+            }
+        }
         // The client's view of what it sends replaces the previous one.
         self.uses_mid_map |= !mid_to_track_id.is_empty();
         self.mid_to_local = mid_to_track_id;
@@ -474,7 +488,7 @@ impl Peer {
         if self.negotiation.pending {
             self.negotiate().await?;
         }
-        Ok(Ok(()))
+        Ok(refused.map_or(Ok(()), Err))
     }
 
     async fn request_fresh_keyframes(&mut self) {
@@ -494,6 +508,22 @@ impl Peer {
             sdp_mline_index: c.sdp_m_line_index,
             username_fragment: c.username_fragment,
         };
+        if self.pc.remote_description().await.is_none() {
+            if self.early_candidates.len() >= MAX_EARLY_CANDIDATES {
+                return Err(Refusal {
+                    code: ErrorCode::Negotiation,
+                    message: format!(
+                        "candidate refused: more than {MAX_EARLY_CANDIDATES} before the first answer"
+                    ),
+                });
+            }
+            self.early_candidates.push(init);
+            return Ok(());
+        }
+        self.add_candidate(init).await
+    }
+
+    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), Refusal> {
         self.pc.add_ice_candidate(init).await.map_err(|e| Refusal {
             code: ErrorCode::Negotiation,
             message: format!("candidate refused: {e}"),

@@ -9,6 +9,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use server::forwarder::KEYFRAME_REQUEST_INTERVAL;
+
 use common::{room, start, WAIT};
 use testkit::{Impairment, PeerOptions, TestPeer, TrackStats};
 
@@ -115,7 +117,7 @@ async fn video_stays_continuous_over_a_lossy_link() {
         video.longest_gap
     );
 
-    // Sue's decoder asks for keyframes every 10 ms for ~2 s: Pat hears of it once per 200 ms
+    // Sue's decoder asks for keyframes every 10 ms for ~2 s: Pat hears of it once per interval
     // for as long as she asks — no more however hard she asks, and no fewer (a request inside
     // the interval is sent when it ends, not dropped).
     let asked_before = pat.state().keyframe_requests;
@@ -128,7 +130,7 @@ async fn video_stays_continuous_over_a_lossy_link() {
         asked += sue.request_keyframes().await;
     }
     let asking = window_start.elapsed();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(KEYFRAME_REQUEST_INTERVAL + Duration::from_millis(100)).await;
     let window = window_start.elapsed();
     let sent = server.state.stats.keyframe_requests.load(Ordering::Relaxed) - sent_before;
     let heard = pat.state().keyframe_requests - asked_before;
@@ -139,12 +141,13 @@ async fn video_stays_continuous_over_a_lossy_link() {
         window.as_millis()
     );
     assert!(asked >= 190, "Sue sent only {asked} PLIs");
-    let most = window.as_millis() as u64 / 200 + 1;
-    let fewest = asking.as_millis() as u64 / 200 - 1;
+    let interval = KEYFRAME_REQUEST_INTERVAL.as_millis() as u64;
+    let most = window.as_millis() as u64 / interval + 1;
+    let fewest = asking.as_millis() as u64 / interval - 1;
     assert!(
         (fewest..=most).contains(&sent),
-        "server sent {sent} keyframe requests for {asked} PLIs over {} ms: want one per 200 ms \
-         while asked ({fewest}..={most})",
+        "server sent {sent} keyframe requests for {asked} PLIs over {} ms: want one per {interval} \
+         ms while asked ({fewest}..={most})",
         asking.as_millis()
     );
     assert!(

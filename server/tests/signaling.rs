@@ -374,3 +374,140 @@ async fn a_message_flood_is_limited_then_closed_and_others_are_unaffected() {
     b.leave().await;
     server.shutdown().await.unwrap();
 }
+
+/// Reads until the server's first offer.
+async fn first_offer(c: &mut RawClient) -> SessionDescription {
+    loop {
+        if let ServerMessage::MediaEvent {
+            data: ServerMediaEvent::SdpOffer { sdp_offer, .. },
+        } = c.read_message().await
+        {
+            return sdp_offer;
+        }
+    }
+}
+
+/// A client that trickles from a callback can send its candidates ahead of its answer: the
+/// server keeps them, adds them once the answer is applied, and media connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_ahead_of_the_first_answer_are_kept_until_it_lands() {
+    use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+    use webrtc::peer_connection::configuration::RTCConfiguration;
+    use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState as State;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+
+    let server = common::start(|_| {}).await;
+    let (mut c, _) = RawClient::join(&server, &common::room("early"), "Eve").await;
+    let offer = first_offer(&mut c).await;
+    let pc = testkit::api(std::net::Ipv4Addr::LOCALHOST.into())
+        .unwrap()
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    let (state_tx, mut state) = tokio::sync::watch::channel(State::New);
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        let _ = state_tx.send(s);
+        Box::pin(async {})
+    }));
+    pc.set_remote_description(RTCSessionDescription::offer(offer.sdp).unwrap())
+        .await
+        .unwrap();
+    let answer = pc.create_answer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(answer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    let candidates: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        .collect();
+    assert!(!candidates.is_empty(), "no local candidate gathered");
+    for candidate in &candidates {
+        c.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::Candidate(IceCandidate {
+                candidate: (*candidate).to_owned(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            }),
+        })
+        .await;
+    }
+    c.send(&ClientMessage::MediaEvent {
+        data: ClientMediaEvent::SdpAnswer {
+            sdp_answer: SessionDescription {
+                kind: SdpType::Answer,
+                sdp: testkit::strip_sdp_lines(&sdp, &["a=candidate", "a=end-of-candidates"]),
+            },
+            track_id_to_track_metadata: BTreeMap::new(),
+            mid_to_track_id: BTreeMap::new(),
+        },
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        tokio::select! {
+            _ = state.wait_for(|s| *s == State::Connected) => break,
+            m = c.read_message() => match m {
+                ServerMessage::MediaEvent { data: ServerMediaEvent::Candidate(s) } => {
+                    pc.add_ice_candidate(RTCIceCandidateInit {
+                        candidate: s.candidate,
+                        sdp_mid: s.sdp_mid,
+                        sdp_mline_index: s.sdp_m_line_index,
+                        username_fragment: s.username_fragment,
+                    })
+                    .await
+                    .unwrap();
+                }
+                ServerMessage::Error { message, .. }
+                | ServerMessage::MediaEvent { data: ServerMediaEvent::Error { message } } => {
+                    panic!("the server refused: {message}")
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => panic!("media never connected"),
+        }
+    }
+    println!(
+        "{} candidates sent ahead of the answer: connected",
+        candidates.len()
+    );
+    pc.close().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// Candidates kept before the first answer are bounded: one past the limit is refused.
+#[tokio::test]
+async fn candidates_ahead_of_the_answer_are_bounded() {
+    use server::peer::MAX_EARLY_CANDIDATES;
+    let server = common::start(|_| {}).await;
+    let (mut c, _) = RawClient::join(&server, &common::room("early"), "Eve").await;
+    first_offer(&mut c).await;
+    for port in 0..=MAX_EARLY_CANDIDATES {
+        c.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::Candidate(IceCandidate {
+                candidate: format!(
+                    "candidate:{port} 1 udp 2130706431 127.0.0.1 {} typ host",
+                    40000 + port
+                ),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            }),
+        })
+        .await;
+    }
+    loop {
+        match c.read_message().await {
+            ServerMessage::MediaEvent {
+                data: ServerMediaEvent::Candidate(_),
+            } => {}
+            other => {
+                expect_error(other, ErrorCode::Negotiation, "before the first answer");
+                break;
+            }
+        }
+    }
+    server.shutdown().await.unwrap();
+}
