@@ -441,12 +441,7 @@ impl Page {
 
     /// Fills the landing form that is already shown, and clicks Join.
     pub async fn fill_and_click_join(&self, room: &str, display_name: &str) -> Result<Instant> {
-        let room_input = self
-            .client
-            .wait()
-            .at_most(PAGE_WAIT)
-            .for_element(Locator::Css("#room_name"))
-            .await?;
+        let room_input = self.wait_for_form().await?;
         room_input.clear().await?;
         room_input.send_keys(room).await?;
         let name_input = self.client.find(Locator::Css("#display_name")).await?;
@@ -456,6 +451,54 @@ impl Page {
         let clicked = Instant::now();
         join.click().await?;
         Ok(clicked)
+    }
+
+    /// Waits for the landing form. On a closed network with two cores, a page load has been
+    /// seen to stall on rare CI runs (the form never rendered, the server saw no request):
+    /// what the page had loaded is printed, and it is reloaded, within `PAGE_WAIT` in all.
+    async fn wait_for_form(&self) -> Result<fantoccini::elements::Element> {
+        const TRIES: u32 = 3;
+        let mut seen = String::new();
+        for attempt in 1..=TRIES {
+            match self
+                .client
+                .wait()
+                .at_most(PAGE_WAIT / TRIES)
+                .for_element(Locator::Css("#room_name"))
+                .await
+            {
+                Ok(e) => return Ok(e),
+                Err(e) => {
+                    seen = self.load_state().await;
+                    eprintln!(
+                        "{}: no landing form after {:?} (try {attempt} of {TRIES}: {e}); the page had: {seen}",
+                        self.name(),
+                        PAGE_WAIT / TRIES
+                    );
+                    if attempt < TRIES {
+                        self.client.refresh().await?;
+                    }
+                }
+            }
+        }
+        bail!(
+            "{}: no landing form within {PAGE_WAIT:?}; the page had: {seen}",
+            self.name()
+        )
+    }
+
+    /// What the page has loaded: URL, ready state, resources fetched and how long each took,
+    /// and the start of its body.
+    async fn load_state(&self) -> String {
+        let script = "return JSON.stringify({url: location.href, ready: document.readyState,
+            resources: performance.getEntriesByType('resource').map(r =>
+                r.name + ' ' + Math.round(r.duration) + 'ms ' + r.transferSize + 'B'),
+            body: (document.body ? document.body.innerHTML : '').slice(0, 300)});";
+        match self.js(script).await {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => format!("(could not read it: {e:#})"),
+        }
     }
 
     /// Waits until the room page is up.
