@@ -13,17 +13,6 @@ use testkit::{strip_sdp_lines, PeerOptions, TestPeer};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
-async fn next_offer(c: &mut RawClient) -> SessionDescription {
-    loop {
-        if let ServerMessage::MediaEvent {
-            data: ServerMediaEvent::SdpOffer { sdp_offer, .. },
-        } = c.read_message().await
-        {
-            return sdp_offer;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_silent_is_removed_after_the_keepalive() {
     let server = common::start(|c| c.keepalive_secs = 2).await;
@@ -116,7 +105,7 @@ async fn refused_answer(strip: &[&str]) {
     let server = common::start(|_| {}).await;
     let room = common::room("sdp");
     let (mut c, _) = RawClient::join(&server, &room, "Mallory").await;
-    let offer = next_offer(&mut c).await;
+    let offer = c.next_offer().await;
     let sdp = strip_sdp_lines(&real_answer(offer).await, strip);
     c.send(&ClientMessage::MediaEvent {
         data: ClientMediaEvent::SdpAnswer {

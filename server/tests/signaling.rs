@@ -375,18 +375,6 @@ async fn a_message_flood_is_limited_then_closed_and_others_are_unaffected() {
     server.shutdown().await.unwrap();
 }
 
-/// Reads until the server's first offer.
-async fn first_offer(c: &mut RawClient) -> SessionDescription {
-    loop {
-        if let ServerMessage::MediaEvent {
-            data: ServerMediaEvent::SdpOffer { sdp_offer, .. },
-        } = c.read_message().await
-        {
-            return sdp_offer;
-        }
-    }
-}
-
 /// A client that trickles from a callback can send its candidates ahead of its answer: the
 /// server keeps them, adds them once the answer is applied, and media connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +386,7 @@ async fn candidates_ahead_of_the_first_answer_are_kept_until_it_lands() {
 
     let server = common::start(|_| {}).await;
     let (mut c, _) = RawClient::join(&server, &common::room("early"), "Eve").await;
-    let offer = first_offer(&mut c).await;
+    let offer = c.next_offer().await;
     let pc = testkit::api(std::net::Ipv4Addr::LOCALHOST.into())
         .unwrap()
         .new_peer_connection(RTCConfiguration::default())
@@ -483,7 +471,7 @@ async fn candidates_ahead_of_the_answer_are_bounded() {
     use server::peer::MAX_EARLY_CANDIDATES;
     let server = common::start(|_| {}).await;
     let (mut c, _) = RawClient::join(&server, &common::room("early"), "Eve").await;
-    first_offer(&mut c).await;
+    c.next_offer().await;
     for port in 0..=MAX_EARLY_CANDIDATES {
         c.send(&ClientMessage::MediaEvent {
             data: ClientMediaEvent::Candidate(IceCandidate {

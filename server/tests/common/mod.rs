@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, ServerMediaEvent, ServerMessage,
-    PROTOCOL_VERSION,
+    SessionDescription, PROTOCOL_VERSION,
 };
 use server::{Config, RunningServer};
 use testkit::{PeerOptions, TestPeer};
@@ -118,6 +118,18 @@ impl RawClient {
     pub async fn drain(&mut self) {
         while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await
         {
+        }
+    }
+
+    /// Reads until the server's next offer, dropping what comes before it.
+    pub async fn next_offer(&mut self) -> SessionDescription {
+        loop {
+            if let ServerMessage::MediaEvent {
+                data: ServerMediaEvent::SdpOffer { sdp_offer, .. },
+            } = self.read_message().await
+            {
+                return sdp_offer;
+            }
         }
     }
 
