@@ -435,19 +435,25 @@ async fn close_all(ps: Vec<Participant>) {
     futures_util::future::join_all(ps.into_iter().map(Participant::close)).await;
 }
 
-async fn fan_out(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let spec = ctx.spec.clone();
+/// The one publisher of fan-out and churn (1.5 Mbit/s), connected; with its feed id on Janus.
+async fn start_publisher(ctx: &Ctx) -> anyhow::Result<(Participant, Vec<u64>)> {
     let pub_spec = PublishSpec {
         index: 0,
         video_bps: FANOUT_VIDEO_BPS,
         fps: FPS,
-        pacing: spec.pacing,
+        pacing: ctx.spec.pacing,
     };
-    let publisher = join(&ctx.api, &spec, "pub0", Some(pub_spec), &[], None)
+    let publisher = join(&ctx.api, &ctx.spec, "pub0", Some(pub_spec), &[], None)
         .await
         .context("publisher join")?;
     connected(&publisher).await?;
-    let feeds: Vec<u64> = publisher.feed.into_iter().collect();
+    let feeds = publisher.feed.into_iter().collect();
+    Ok((publisher, feeds))
+}
+
+async fn fan_out(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let spec = ctx.spec.clone();
+    let (publisher, feeds) = start_publisher(ctx).await?;
     let api = ctx.api.clone();
     let mut subs = Vec::new();
     let mut next = 0u32;
@@ -569,17 +575,7 @@ async fn mesh(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 async fn churn(ctx: &mut Ctx) -> anyhow::Result<()> {
     let spec = ctx.spec.clone();
-    let pub_spec = PublishSpec {
-        index: 0,
-        video_bps: FANOUT_VIDEO_BPS,
-        fps: FPS,
-        pacing: spec.pacing,
-    };
-    let publisher = join(&ctx.api, &spec, "pub0", Some(pub_spec), &[], None)
-        .await
-        .context("publisher join")?;
-    connected(&publisher).await?;
-    let feeds: Vec<u64> = publisher.feed.into_iter().collect();
+    let (publisher, feeds) = start_publisher(ctx).await?;
     let api = ctx.api.clone();
     let mut steady = Vec::new();
     for i in 0..CHURN_STEADY {

@@ -174,43 +174,10 @@ async fn a_nonsense_answer_removes_only_that_peer() {
             data: ServerMediaEvent::PeerAccepted { .. }
         }
     ));
-    // An answer before... well after the offer, but nonsense.
-    loop {
-        if let ServerMessage::MediaEvent {
-            data: ServerMediaEvent::SdpOffer { .. },
-        } = c.read_message().await
-        {
-            break;
-        }
-    }
-    c.send(&ClientMessage::MediaEvent {
-        data: ClientMediaEvent::SdpAnswer {
-            sdp_answer: SessionDescription {
-                kind: SdpType::Answer,
-                sdp: "v=0\r\nthis is not sdp\r\n".into(),
-            },
-            track_id_to_track_metadata: BTreeMap::new(),
-            mid_to_track_id: BTreeMap::new(),
-        },
-    })
-    .await;
-    let mut saw_error = false;
-    loop {
-        match c.read().await {
-            Read::Message(ServerMessage::MediaEvent {
-                data: ServerMediaEvent::Error { message },
-            }) => {
-                assert!(message.contains("SDP answer was refused"), "{message}");
-                saw_error = true;
-            }
-            Read::Message(_) => {}
-            Read::Closed(close) => {
-                assert_eq!(close.map(|c| c.0), Some(1011));
-                break;
-            }
-        }
-    }
-    assert!(saw_error);
+    // An answer after the offer, but nonsense.
+    c.next_offer().await;
+    let close = answer_refused(&mut c, "v=0\r\nthis is not sdp\r\n".into()).await;
+    assert_eq!(close.map(|c| c.0), Some(1011));
     server.shutdown().await.unwrap();
 }
 
@@ -237,19 +204,22 @@ async fn an_error_reply_quoting_a_long_unknown_type_stays_within_bounds() {
 async fn a_refused_answer_quoting_a_long_line_still_reports_and_closes_cleanly() {
     let server = common::start(|_| {}).await;
     let (mut c, _) = RawClient::join(&server, &common::room("sdp"), "Mallory").await;
-    loop {
-        if let ServerMessage::MediaEvent {
-            data: ServerMediaEvent::SdpOffer { .. },
-        } = c.read_message().await
-        {
-            break;
-        }
-    }
+    c.next_offer().await;
+    let close = answer_refused(&mut c, format!("v=0\r\n{}\r\n", "x".repeat(5000))).await;
+    let (code, reason) = close.expect("a close frame, not a broken connection");
+    assert_eq!(code, 1011);
+    assert!(reason.starts_with("the SDP answer was refused"), "{reason}");
+    server.shutdown().await.unwrap();
+}
+
+/// Answers with `sdp`, which the server must refuse: the refusal is reported as an error event
+/// before the socket closes. Returns the close frame.
+async fn answer_refused(c: &mut RawClient, sdp: String) -> Option<(u16, String)> {
     c.send(&ClientMessage::MediaEvent {
         data: ClientMediaEvent::SdpAnswer {
             sdp_answer: SessionDescription {
                 kind: SdpType::Answer,
-                sdp: format!("v=0\r\n{}\r\n", "x".repeat(5000)),
+                sdp,
             },
             track_id_to_track_metadata: BTreeMap::new(),
             mid_to_track_id: BTreeMap::new(),
@@ -267,15 +237,11 @@ async fn a_refused_answer_quoting_a_long_line_still_reports_and_closes_cleanly()
             }
             Read::Message(_) => {}
             Read::Closed(close) => {
-                let (code, reason) = close.expect("a close frame, not a broken connection");
-                assert_eq!(code, 1011);
-                assert!(reason.starts_with("the SDP answer was refused"), "{reason}");
-                break;
+                assert!(saw_error, "closed without reporting the refusal");
+                return close;
             }
         }
     }
-    assert!(saw_error);
-    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
