@@ -163,21 +163,23 @@ async fn no_join_within_the_timeout_closes_with_1008_and_leaves_no_room() {
 #[tokio::test]
 async fn a_nonsense_answer_removes_only_that_peer() {
     let server = common::start(|_| {}).await;
-    let mut c = RawClient::connect(&server).await;
     let room = common::room("sdp");
-    c.send(&common::channel_join(&room)).await;
-    c.read_message().await;
-    c.send(&common::room_join("Mallory")).await;
-    assert!(matches!(
-        c.read_message().await,
-        ServerMessage::MediaEvent {
-            data: ServerMediaEvent::PeerAccepted { .. }
-        }
-    ));
+    let (mut ada, _) = RawClient::join(&server, &room, "Ada").await;
+    let (mut c, mallory) = RawClient::join(&server, &room, "Mallory").await;
     // An answer after the offer, but nonsense.
     c.next_offer().await;
     let close = answer_refused(&mut c, "v=0\r\nthis is not sdp\r\n".into()).await;
     assert_eq!(close.map(|c| c.0), Some(1011));
+    // Ada stays in the room: she is told that Mallory, and only Mallory, left.
+    loop {
+        if let ServerMessage::MediaEvent {
+            data: ServerMediaEvent::PeerLeft { peer_id },
+        } = ada.read_message().await
+        {
+            assert_eq!(peer_id, mallory);
+            break;
+        }
+    }
     server.shutdown().await.unwrap();
 }
 
