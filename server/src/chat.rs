@@ -63,7 +63,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signaling::RateLimit;
+    use crate::rate_limit::RateLimit;
     use std::time::Duration;
     use tokio::time::Instant;
 

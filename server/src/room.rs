@@ -15,7 +15,7 @@ use tracing::{info, warn, Span};
 
 use crate::chat::{self, ChatLog};
 use crate::forwarder::PublishedTrack;
-use crate::reconnect;
+use crate::reconnect_token;
 
 /// What a room asks of one peer's session.
 #[derive(Clone)]
@@ -212,11 +212,11 @@ impl Room {
         session: u64,
     ) -> Result<Admission, JoinDenied> {
         let mut members = self.members();
-        let token = reconnect::new_token();
+        let token = reconnect_token::new_token();
         let returning = reconnect_token.and_then(|t| {
             members
                 .iter()
-                .position(|m| reconnect::tokens_match(&m.token, t))
+                .position(|m| reconnect_token::tokens_match(&m.token, t))
         });
         if let Some(i) = returning {
             // Still connected as far as we know (the drop is not noticed yet): that session
