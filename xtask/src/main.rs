@@ -1,7 +1,8 @@
 //! `cargo xtask run` and `cargo xtask test`: the README's two commands. Each installs what it
 //! needs (wasm target, wasm-bindgen-cli at the pinned version, trunk, wasm-opt, browsers and
-//! drivers), from crates.io, npm and Debian only, then does its job. `cargo xtask fuzz` is the
-//! bounded fuzzing run (`fuzz.rs`).
+//! drivers), from crates.io, npm and Debian only, then does its job. `cargo xtask check` is the
+//! inner loop (lint and unit tests, minutes); `cargo xtask fuzz` the bounded fuzzing run
+//! (`fuzz.rs`).
 
 mod bench;
 mod fuzz;
@@ -22,6 +23,10 @@ usage: cargo xtask <command>
 
   run [SERVER FLAGS]   install the client toolchain, build the client (release), and start the
                        server at http://localhost:4000 (flags go to videoroom-server; see --help)
+  check                the inner loop (under 3 minutes warm): formatting, clippy on the host and
+                       on wasm32, and the fast unit tests (every crate's own, plus the protocol's
+                       goldens and codec checks); no browsers, no servers, nothing installed but
+                       the wasm32 target
   test                 install everything the tests need, then run every test: formatting, clippy,
                        unit and integration tests, and the client's tests in headless Chromium
                        and Firefox against a real server
@@ -42,6 +47,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.next().as_deref() {
         Some("run") => run(&root, args.collect()),
+        Some("check") => check(),
         Some("test") => test(&root),
         Some("build-client") => {
             let tools = Tools::ensure_client(&root)?;
@@ -119,9 +125,8 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     r
 }
 
-fn test(root: &Path) -> Result<()> {
-    let started = Instant::now();
-    let tools = step("install tools", || Tools::ensure_all(root))?;
+/// Formatting and clippy on both targets: the first steps of `check` and of `test`.
+fn lint() -> Result<()> {
     step("cargo fmt --check", || {
         sh(cargo().args(["fmt", "--all", "--check"]))
     })?;
@@ -147,7 +152,32 @@ fn test(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ]))
-    })?;
+    })
+}
+
+/// `cargo xtask check`: what to run before every commit. The integration, end-to-end and
+/// browser tests stay in `test`, which CI runs.
+fn check() -> Result<()> {
+    let started = Instant::now();
+    step("wasm32 target", tools::ensure_wasm_target)?;
+    lint()?;
+    step(
+        "unit tests (every crate) and the protocol's goldens",
+        || {
+            // `--lib --bins` is each crate's own tests, next to the code; the protocol's `tests/`
+            // (goldens, both codecs on every frame) take seconds and guard the wire.
+            sh(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
+            sh(cargo().args(["test", "-p", "protocol", "--tests"]))
+        },
+    )?;
+    eprintln!("\nChecks passed in {:.0?}.", started.elapsed());
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let tools = step("install tools", || Tools::ensure_all(root))?;
+    lint()?;
     step("build client (trunk, release)", || build_client(&tools))?;
     step(
         "cargo test: unit, integration and end-to-end (real browsers)",

@@ -75,13 +75,7 @@ impl Tools {
     /// What building and serving the client needs.
     pub fn ensure_client(root: &Path) -> Result<Tools> {
         let tools = Tools::locate(root)?;
-        let rustup = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .context("running rustup (the Rust toolchain installer)")?;
-        if !String::from_utf8_lossy(&rustup.stdout).contains("wasm32-unknown-unknown") {
-            sh(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
-        }
+        ensure_wasm_target()?;
         let wb = wasm_bindgen_version(root)?;
         tools.cargo_install("wasm-bindgen", "wasm-bindgen-cli", &wb)?;
         tools.cargo_install("trunk", "trunk", TRUNK_VERSION)?;
@@ -160,6 +154,18 @@ impl Tools {
             &format!("binaryen@{BINARYEN_VERSION}"),
         ]))
     }
+}
+
+/// The wasm32 target, for building (and linting) the client: all `cargo xtask check` installs.
+pub fn ensure_wasm_target() -> Result<()> {
+    let rustup = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (the Rust toolchain installer)")?;
+    if !String::from_utf8_lossy(&rustup.stdout).contains("wasm32-unknown-unknown") {
+        sh(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    Ok(())
 }
 
 fn cargo_bin() -> Result<PathBuf> {
