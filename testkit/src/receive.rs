@@ -1,0 +1,101 @@
+//! What arrives at a test peer: every received RTP packet checked and counted per track, and
+//! the keyframe requests the server sends back for our own video.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use protocol::TrackId;
+use tokio::sync::watch;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_remote::TrackRemote;
+
+use crate::audio_level::AUDIO_LEVEL_URI;
+use crate::payload::check_payload;
+use crate::state::{PeerState, TrackStats};
+
+/// Counts what `track` delivers on the transceiver `mid`, attributed through the latest
+/// offer's mid → track map, until the track ends.
+pub(crate) async fn receive(
+    track: Arc<TrackRemote>,
+    mid: String,
+    state: Arc<watch::Sender<PeerState>>,
+) {
+    /// What one track has delivered on this transceiver: for distinct counts and freezes.
+    #[derive(Default)]
+    struct Seen {
+        counters: HashSet<u32>,
+        last: Option<tokio::time::Instant>,
+    }
+    let kind = track.kind().to_string();
+    let level_id = track
+        .params()
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == AUDIO_LEVEL_URI)
+        .and_then(|e| u8::try_from(e.id).ok());
+    let mut seen: HashMap<TrackId, Seen> = HashMap::new();
+    while let Ok((packet, _)) = track.read_rtp().await {
+        let now = tokio::time::Instant::now();
+        let ok = check_payload(&packet.payload);
+        let counter = packet
+            .payload
+            .get(..4)
+            .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        let len = packet.payload.len() as u64;
+        let has_level = level_id.is_some_and(|id| packet.header.get_extension(id).is_some());
+        state.send_modify(|s| {
+            let Some(id) = s.mid_to_track.get(&mid).cloned() else {
+                s.unmapped_packets += 1;
+                return;
+            };
+            let seen = seen.entry(id.clone()).or_default();
+            let t = s.received.entry(id.clone()).or_insert_with(|| TrackStats {
+                publisher: id.split(':').next().unwrap_or_default().to_owned(),
+                kind: kind.clone(),
+                ..Default::default()
+            });
+            t.packets += 1;
+            t.bytes += len;
+            t.with_audio_level += u64::from(has_level);
+            if !ok {
+                t.corrupt += 1;
+            }
+            if let (true, Some(c)) = (ok, counter) {
+                if seen.counters.insert(c) {
+                    t.distinct += 1;
+                }
+                t.counters = Some(match t.counters {
+                    Some((lo, hi)) => (lo.min(c), hi.max(c)),
+                    None => (c, c),
+                });
+            }
+            if let Some(last) = seen.last {
+                t.longest_gap = t.longest_gap.max(now - last);
+            }
+            seen.last = Some(now);
+        });
+    }
+}
+
+/// Adds the PLIs and FIRs that arrive for `sender`'s track to the peer's
+/// `keyframe_requests`, until the sender or the peer goes.
+pub(crate) async fn count_keyframe_requests(
+    sender: Arc<RTCRtpSender>,
+    state: std::sync::Weak<watch::Sender<PeerState>>,
+) {
+    use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    while let Ok((packets, _)) = sender.read_rtcp().await {
+        let n = packets
+            .iter()
+            .filter(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            })
+            .count() as u64;
+        if n > 0 {
+            let Some(state) = state.upgrade() else { return };
+            state.send_modify(|s| s.keyframe_requests += n);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What a test peer has seen, kept in one snapshot that tests assert on: membership, tracks
+//! announced, media received per track, and what the socket said.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use protocol::{ChatMessage, PeerId, TrackId, TrackMetadata};
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+
+/// What one received track has delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackStats {
+    /// The publisher (the stream id the server gave it).
+    pub publisher: PeerId,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// Packets received.
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Packets whose payload was not what the publisher wrote.
+    pub corrupt: u64,
+    /// Distinct publisher packets (by payload counter): retransmitted copies count once.
+    pub distinct: u64,
+    /// The lowest and highest payload counters received: with `distinct`, the delivery ratio.
+    pub counters: Option<(u32, u32)>,
+    /// The longest time between two packets of this track (the worst freeze a viewer saw).
+    pub longest_gap: Duration,
+    /// Packets that carried an audio level (the extension negotiated for this track).
+    pub with_audio_level: u64,
+}
+
+impl TrackStats {
+    /// Distinct packets received ÷ packets the publisher sent in the counter range seen.
+    pub fn delivery(&self) -> f64 {
+        match self.counters {
+            Some((lo, hi)) => self.distinct as f64 / (f64::from(hi - lo) + 1.0),
+            None => 0.0,
+        }
+    }
+}
+
+/// Everything a test peer has seen, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct PeerState {
+    /// Our id once accepted.
+    pub id: Option<PeerId>,
+    /// The other peers in the room: id → display name.
+    pub peers: BTreeMap<PeerId, String>,
+    /// Tracks announced by tracksAdded/peerAccepted: id → (publisher, metadata).
+    pub tracks: BTreeMap<TrackId, (PeerId, TrackMetadata)>,
+    /// Tracks announced then removed.
+    pub removed_tracks: Vec<TrackId>,
+    /// Media received per track id (attributed through the latest offer's mid → track map,
+    /// as a browser client does: a transceiver may carry another publisher's track later).
+    pub received: BTreeMap<TrackId, TrackStats>,
+    /// Packets that arrived on a mid the latest offer maps to no track.
+    pub unmapped_packets: u64,
+    /// The latest offer's mid → track id map.
+    pub mid_to_track: BTreeMap<String, TrackId>,
+    /// The peer connection's state.
+    pub connection: Option<RTCPeerConnectionState>,
+    /// Offers received.
+    pub offers: u32,
+    /// Keyframe requests (PLI/FIR) the server sent for our own video.
+    pub keyframe_requests: u64,
+    /// Error frames received (top-level and media-level).
+    pub errors: Vec<String>,
+    /// The refusal, if the join was denied.
+    pub denied: Option<String>,
+    /// The close frame (code, reason) or `Some((0, ..))` if the socket ended without one.
+    pub closed: Option<(u16, String)>,
+    /// Chat messages: the history from `peerAccepted`, then each `chatMessage`.
+    pub chat: Vec<ChatMessage>,
+    /// Voice activity reports, in order: (track id, speaking).
+    pub voice_activity: Vec<(TrackId, bool)>,
+    /// The reconnect token from `peerAccepted`.
+    pub reconnect_token: Option<String>,
+    /// The latest offer's SDP.
+    pub offer_sdp: String,
+    /// How many m-lines the latest answered offer had (set when the answer is sent).
+    pub answered_m_lines: usize,
+    /// Membership events in order: (`joined` | `left` | `updated`, peer id).
+    pub peer_events: Vec<(&'static str, PeerId)>,
+}
+
+impl PeerState {
+    /// How many m-lines the latest offer has.
+    pub fn offer_m_lines(&self) -> usize {
+        self.offer_sdp
+            .lines()
+            .filter(|l| l.starts_with("m="))
+            .count()
+    }
+
+    /// Packets received from `publisher` of `kind` (`audio`/`video`).
+    pub fn packets_from(&self, publisher: &str, kind: &str) -> u64 {
+        self.received
+            .values()
+            .filter(|t| t.publisher == publisher && t.kind == kind)
+            .map(|t| t.packets)
+            .sum()
+    }
+
+    /// Corrupt packets received over all tracks.
+    pub fn corrupt(&self) -> u64 {
+        self.received.values().map(|t| t.corrupt).sum()
+    }
+}
