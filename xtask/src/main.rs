@@ -96,7 +96,11 @@ fn cargo() -> Command {
 }
 
 fn build_client(tools: &Tools) -> Result<()> {
-    sh(tools.command("trunk").args(["build", "--release"]))?;
+    // Only the wasm build sees these flags (the host's and the tests' builds stay as they are).
+    sh(tools
+        .command("trunk")
+        .args(["build", "--release"])
+        .env("CARGO_ENCODED_RUSTFLAGS", tools::registry_remaps()?))?;
     glue::minify(tools, Path::new("dist"))
 }
 

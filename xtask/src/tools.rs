@@ -168,6 +168,19 @@ pub fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
+/// `--remap-path-prefix` flags that drop this machine's crate-source folders from the bundle's
+/// panic locations: the bundle then weighs the same wherever `CARGO_HOME` is (75 B gzip here).
+pub fn registry_remaps() -> Result<String> {
+    let src = cargo_bin()?.with_file_name("registry").join("src");
+    // One folder per registry index (`index.crates.io-<hash>`). Before the first build unpacks
+    // them there is none, and only the folder above is dropped.
+    let mut flags = vec![format!("--remap-path-prefix={}/=", src.display())];
+    for entry in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+        flags.push(format!("--remap-path-prefix={}/=", entry.path().display()));
+    }
+    Ok(flags.join("\x1f"))
+}
+
 fn cargo_bin() -> Result<PathBuf> {
     if let Ok(home) = std::env::var("CARGO_HOME") {
         return Ok(PathBuf::from(home).join("bin"));
