@@ -53,6 +53,8 @@ pub mod room_ui;
 pub mod screen;
 #[cfg(target_arch = "wasm32")]
 pub mod socket;
+#[cfg(target_arch = "wasm32")]
+pub mod timeout;
 
 #[cfg(target_arch = "wasm32")]
 pub use endpoint::{EndpointCallbacks, TrackContext, WebRtcEndpoint};

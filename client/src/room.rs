@@ -21,9 +21,7 @@ use crate::consts::{
 };
 use crate::controls::{Control, Controls};
 use crate::devices::{self, DeviceKind, DeviceSelect};
-use crate::endpoint::{
-    EndpointCallbacks, EndpointConfig, IceServer, Timeout, TrackContext, WebRtcEndpoint,
-};
+use crate::endpoint::{EndpointCallbacks, EndpointConfig, IceServer, TrackContext, WebRtcEndpoint};
 use crate::form::validate_form;
 use crate::log;
 use crate::media::{self, MediaSource};
@@ -33,6 +31,7 @@ use crate::room_ui::{screen_id, RoomUi, TileFlag};
 use crate::routing::room_from_path;
 use crate::screen::{self, ScreenShare};
 use crate::socket::{Socket, SocketEvent};
+use crate::timeout::Timeout;
 
 /// Why the room could not be set up or joined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
