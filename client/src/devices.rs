@@ -104,7 +104,7 @@ pub async fn get_preferred(base: &MediaConstraints) -> Result<MediaStream, JsVal
     let microphone = remembered(DeviceKind::Microphone).filter(|_| base.audio);
     if camera.is_some() || microphone.is_some() {
         let wanted = constraints(base, camera.as_deref(), microphone.as_deref());
-        match user_media(&wanted).await {
+        match media::user_media(&wanted).await {
             Ok(stream) => return Ok(stream),
             // Gone (unplugged, another browser profile): the default will do.
             Err(e) if is_missing_device(&e) => log::warn(&format!(
@@ -114,7 +114,7 @@ pub async fn get_preferred(base: &MediaConstraints) -> Result<MediaStream, JsVal
             Err(e) => return Err(e),
         }
     }
-    user_media(&media::to_js(base)).await
+    media::user_media(&media::to_js(base)).await
 }
 
 fn is_missing_device(e: &JsValue) -> bool {
@@ -130,17 +130,6 @@ fn is_missing_device(e: &JsValue) -> bool {
         name.as_deref(),
         Some("OverconstrainedError" | "NotFoundError" | "NotReadableError")
     )
-}
-
-/// `getUserMedia` with these constraints.
-pub async fn user_media(constraints: &MediaStreamConstraints) -> Result<MediaStream, JsValue> {
-    let devices = web_sys::window()
-        .ok_or_else(|| JsValue::from_str("no window"))?
-        .navigator()
-        .media_devices()?;
-    JsFuture::from(devices.get_user_media_with_constraints(constraints)?)
-        .await?
-        .dyn_into()
 }
 
 /// The devices of a kind: (id, label). Labels are empty until a permission was granted.

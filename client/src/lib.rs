@@ -44,6 +44,8 @@ pub mod log;
 #[cfg(target_arch = "wasm32")]
 pub mod media;
 #[cfg(target_arch = "wasm32")]
+pub mod media_source;
+#[cfg(target_arch = "wasm32")]
 pub mod monitor;
 #[cfg(target_arch = "wasm32")]
 pub mod room;

@@ -1,50 +1,12 @@
-//! The local camera and microphone: `getUserMedia` with the tutorial's constraints.
+//! Local media primitives: `getUserMedia`, constraints as JS, a stream's tracks.
 
-use js_sys::{Object, Promise, Reflect};
+use js_sys::{Object, Reflect};
 use protocol::{TrackMetadata, TrackSource};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{MediaStream, MediaStreamConstraints, MediaStreamTrack};
 
-use crate::consts::{MediaConstraints, MEDIA_CONSTRAINTS};
-
-/// Where the local media comes from.
-pub enum MediaSource {
-    /// `navigator.mediaDevices.getUserMedia` with these constraints.
-    UserMedia(MediaConstraints),
-    /// Any function returning a `Promise<MediaStream>` (another capture API, or a test's
-    /// injected failure).
-    Custom(Box<dyn Fn() -> Promise>),
-    /// `getUserMedia` with these constraints and the camera and microphone chosen last, if
-    /// they are still there (the room page's).
-    Preferred(MediaConstraints),
-}
-
-impl Default for MediaSource {
-    fn default() -> Self {
-        MediaSource::UserMedia(MEDIA_CONSTRAINTS)
-    }
-}
-
-impl MediaSource {
-    /// Asks for the stream; the error is whatever the browser rejected with.
-    pub async fn get(&self) -> Result<MediaStream, JsValue> {
-        let promise = match self {
-            MediaSource::UserMedia(constraints) => {
-                let devices = web_sys::window()
-                    .ok_or_else(|| JsValue::from_str("no window"))?
-                    .navigator()
-                    .media_devices()?;
-                devices.get_user_media_with_constraints(&to_js(constraints))?
-            }
-            MediaSource::Custom(get) => get(),
-            MediaSource::Preferred(constraints) => {
-                return crate::devices::get_preferred(constraints).await;
-            }
-        };
-        JsFuture::from(promise).await?.dyn_into::<MediaStream>()
-    }
-}
+use crate::consts::MediaConstraints;
 
 /// The constraints as a `MediaStreamConstraints` dictionary.
 pub fn to_js(constraints: &MediaConstraints) -> MediaStreamConstraints {
@@ -97,4 +59,15 @@ pub fn metadata_for(track: &MediaStreamTrack) -> TrackMetadata {
         source,
         muted: false,
     }
+}
+
+/// `getUserMedia` with these constraints.
+pub async fn user_media(constraints: &MediaStreamConstraints) -> Result<MediaStream, JsValue> {
+    let devices = web_sys::window()
+        .ok_or_else(|| JsValue::from_str("no window"))?
+        .navigator()
+        .media_devices()?;
+    JsFuture::from(devices.get_user_media_with_constraints(constraints)?)
+        .await?
+        .dyn_into()
 }

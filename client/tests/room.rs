@@ -11,7 +11,7 @@ use client::consts::{
     MediaConstraints, VideoConstraints, CONNECTION_ERROR, LOCAL_PEER_ID, MEDIA_CONSTRAINTS,
     MEDIA_ERROR, PEER_DENIED,
 };
-use client::media::MediaSource;
+use client::media_source::MediaSource;
 use client::{Room, RoomError, RoomOptions};
 use common::{fresh_root, max_peers_per_room, now_ms, socket_url, unique_room, wait_for, RawPeer};
 use js_sys::Promise;

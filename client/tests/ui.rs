@@ -222,7 +222,7 @@ async fn grid_reflows_with_the_number_of_tiles_and_the_width() {
 
 /// A stream from the (fake) camera and microphone.
 async fn camera() -> MediaStream {
-    client::media::MediaSource::default()
+    client::media_source::MediaSource::default()
         .get()
         .await
         .expect("fake camera and microphone")

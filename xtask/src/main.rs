@@ -7,6 +7,7 @@
 mod bench;
 mod fuzz;
 mod glue;
+mod layers;
 mod tools;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,10 +24,10 @@ usage: cargo xtask <command>
 
   run [SERVER FLAGS]   install the client toolchain, build the client (release), and start the
                        server at http://localhost:4000 (flags go to videoroom-server; see --help)
-  check                the inner loop (under 3 minutes warm): formatting, clippy on the host and
-                       on wasm32, and the fast unit tests (every crate's own, plus the protocol's
-                       goldens and codec checks); no browsers, no servers, nothing installed but
-                       the wasm32 target
+  check                the inner loop (under 3 minutes warm): no import cycles, formatting,
+                       clippy on the host and on wasm32, and the fast unit tests (every crate's
+                       own, plus the protocol's goldens and codec checks); no browsers, no
+                       servers, nothing installed but the wasm32 target
   test                 install everything the tests need, then run every test: formatting, clippy,
                        unit and integration tests, and the client's tests in headless Chromium
                        and Firefox against a real server
@@ -129,8 +130,11 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     r
 }
 
-/// Formatting and clippy on both targets: the first steps of `check` and of `test`.
+/// Layering, formatting and clippy on both targets: the first steps of `check` and of `test`.
 fn lint() -> Result<()> {
+    step("modules only look down (no import cycles)", || {
+        layers::check(Path::new("."))
+    })?;
     step("cargo fmt --check", || {
         sh(cargo().args(["fmt", "--all", "--check"]))
     })?;
