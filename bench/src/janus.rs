@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -114,24 +114,9 @@ impl Conn {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (sink, mut stream) = ws.split();
+        let out = crate::ws::spawn_writer(sink, cancel.clone());
         let pending: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>> = Arc::default();
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    m = out_rx.recv() => match m {
-                        Some(m) => if sink.send(m).await.is_err() { return },
-                        None => return,
-                    },
-                    _ = c.cancelled() => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        return;
-                    }
-                }
-            }
-        });
         let p = pending.clone();
         let c = cancel.clone();
         tokio::spawn(async move {

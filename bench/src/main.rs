@@ -17,6 +17,7 @@ mod scenarios;
 mod server;
 mod stats;
 mod weight;
+mod ws;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use protocol::{
     topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, SdpType, ServerMediaEvent,
     ServerMessage, SessionDescription, TrackMetadata, TrackSource, PROTOCOL_VERSION,
@@ -48,24 +48,9 @@ pub async fn join(
     let (ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    let (mut sink, mut stream) = ws.split();
-    let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    let (sink, mut stream) = ws.split();
     let cancel = CancellationToken::new();
-    let writer_cancel = cancel.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                m = out_rx.recv() => match m {
-                    Some(m) => if sink.send(m).await.is_err() { return },
-                    None => return,
-                },
-                _ = writer_cancel.cancelled() => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
-                }
-            }
-        }
-    });
+    let out = crate::ws::spawn_writer(sink, cancel.clone());
     let send = |m: ClientMessage| {
         out.send(Message::Text(m.encode().into()))
             .map_err(|_| anyhow!("socket closed"))

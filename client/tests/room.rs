@@ -16,8 +16,8 @@ use client::{Room, RoomError, RoomOptions};
 use common::{fresh_root, max_peers_per_room, now_ms, socket_url, unique_room, wait_for, RawPeer};
 use js_sys::Promise;
 use protocol::{
-    topic_for_room, ClientMediaEvent, ClientMessage, PeerMetadata, ServerMediaEvent, ServerMessage,
-    PROTOCOL_VERSION,
+    topic_for_room, ClientMediaEvent, ClientMessage, PeerId, PeerMetadata, ServerMediaEvent,
+    ServerMessage, PROTOCOL_VERSION,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -207,6 +207,16 @@ fn assert_left(room: &Room) {
             );
         }
     }
+}
+
+/// Alice and Bob in the room, Bob already playing Alice's media: where most tests start.
+async fn alice_then_bob(name: &str) -> (Room, PeerId, Room) {
+    let alice = room(name, "Alice");
+    let alice_id = alice.join().await.expect("Alice joins");
+    let bob = room(name, "Bob");
+    bob.join().await.expect("Bob joins");
+    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    (alice, alice_id, bob)
 }
 
 #[wasm_bindgen_test]
@@ -631,11 +641,7 @@ fn pressed(room: &Room, id: &str) -> bool {
 #[wasm_bindgen_test]
 async fn muting_disables_the_track_and_shows_on_every_tile() {
     let name = unique_room("mute");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
 
     // The button and the shortcut do the same; the shortcut is what a person uses most.
     alice.ui().element("toggle-mic").unwrap().click();
@@ -772,11 +778,7 @@ fn text_of(room: &Room, id: &str) -> String {
 #[wasm_bindgen_test]
 async fn a_shared_screen_gets_its_own_tile() {
     let name = unique_room("screen");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
 
     // getDisplayMedia wants a person's click; a second fake camera stands in for the screen.
     let screen = MediaSource::UserMedia(MediaConstraints {
@@ -870,11 +872,7 @@ async fn a_shared_screen_gets_its_own_tile() {
 #[wasm_bindgen_test]
 async fn quality_and_statistics_of_remote_tracks() {
     let name = unique_room("stats");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
 
     let quality = || {
         bob.ui()
@@ -957,11 +955,7 @@ async fn quality_and_statistics_of_remote_tracks() {
 #[wasm_bindgen_test]
 async fn the_speaker_is_highlighted() {
     let name = unique_room("speaker");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
     // The fake microphone makes a tone: the server hears speech, on Alice's tile and on "Me".
     wait_for("Bob to see Alice speak", 10_000.0, || {
         tile_attr(&bob, &alice_id, "data-speaking").as_deref() == Some("true")
@@ -978,11 +972,7 @@ async fn the_speaker_is_highlighted() {
 #[wasm_bindgen_test]
 async fn switching_the_camera_keeps_sending_and_keeps_the_mute_state() {
     let name = unique_room("devices");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
 
     let select: web_sys::HtmlSelectElement = alice
         .ui()
@@ -1076,11 +1066,7 @@ fn ufrag(room: &Room) -> Option<String> {
 #[wasm_bindgen_test]
 async fn an_ice_restart_keeps_the_media_flowing() {
     let name = unique_room("ice-restart");
-    let alice = room(&name, "Alice");
-    let alice_id = alice.join().await.expect("Alice joins");
-    let bob = room(&name, "Bob");
-    bob.join().await.expect("Bob joins");
-    wait_for_media(&bob, &alice_id, "Bob to play Alice").await;
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
     let before = ufrag(&bob).unwrap();
     let pc = bob.peer_connection().unwrap();
 
