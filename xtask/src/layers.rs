@@ -82,6 +82,7 @@ fn read_tree(dir: &Path, out: &mut String) -> Result<()> {
 
 /// Edges from each module to the other modules its non-test code names as `crate::x`.
 fn graph(sources: &BTreeMap<String, String>) -> Graph {
+    // `sources` are already without their unit tests (`without_tests`, at read time).
     sources
         .iter()
         .map(|(module, text)| {
@@ -94,23 +95,39 @@ fn graph(sources: &BTreeMap<String, String>) -> Graph {
         .collect()
 }
 
-/// The first segment of every `crate::` path, `crate::{a, b::c}` giving `a` and `b`.
+/// The first segment of every `crate::` path, `crate::{a, b::{c, d}}` giving `a` and `b`;
+/// groups may span lines, as rustfmt writes long ones.
 fn crate_paths(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut found = BTreeSet::new();
-    for line in without_tests(text).lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    if let Some(name) = ident(item.trim_start()) {
-                        found.insert(name);
-                    }
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            found.extend(ident(rest));
+            continue;
+        };
+        // Only the group's top level names our modules; `b::{c, d}` inside is `b`'s.
+        let mut depth = 0;
+        let mut item_start = true;
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    rest = &group[i..];
+                    break;
                 }
-            } else if let Some(name) = ident(rest) {
-                found.insert(name);
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                c if item_start && !c.is_whitespace() => {
+                    found.extend(ident(&group[i..]));
+                    item_start = false;
+                }
+                _ => {}
             }
         }
     }
@@ -189,11 +206,12 @@ mod tests {
     #[test]
     fn paths_and_groups_are_read() {
         let found = crate_paths(
-            "use crate::{a, b::C, self};\nuse crate::d::E;\nlet x = crate::e::f();\n// crate::g\n",
+            "use crate::{a, b::C, self};\nuse crate::d::E;\nlet x = crate::e::f();\n// crate::g\n\
+             use crate::{\n    h::{I, j::K},\n    l, // crate::m\n};\n",
         );
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
-            ["a", "b", "d", "e"].map(String::from)
+            ["a", "b", "d", "e", "h", "l"].map(String::from)
         );
     }
 
@@ -231,7 +249,7 @@ mod tests {
         let g = graph(&sources(&[
             (
                 "low",
-                "fn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::high;\n}\n",
+                without_tests("fn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::high;\n}\n"),
             ),
             ("high", "use crate::low;"),
         ]));
