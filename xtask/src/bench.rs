@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::tools::Tools;
-use crate::{build_client, cargo, sh};
+use crate::{cargo, page, sh};
 
 /// Runs the benchmark; `args` go to `videoroom-bench run` (`--quick` is its default).
 pub fn bench(root: &Path, args: Vec<String>) -> Result<()> {
@@ -35,7 +35,7 @@ pub fn bench(root: &Path, args: Vec<String>) -> Result<()> {
         .unwrap_or(false);
     if !has_bundle {
         let tools = Tools::ensure_client(root)?;
-        build_client(&tools)?;
+        page::build(&tools, root)?;
     }
     // `--server-bin` benches a given build of the server (e.g. an older one): build only the
     // generator then.

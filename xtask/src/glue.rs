@@ -1,5 +1,5 @@
-//! Shortens the names by which the wasm and its wasm-bindgen JS glue call each other, after
-//! `trunk build --release`.
+//! Shortens the names by which the wasm and its wasm-bindgen JS glue call each other: a step of
+//! the page build (`page.rs`) and, after `trunk build --release`, of trunk's.
 //!
 //! wasm-bindgen names each import `__wbg_<method>_<16 hex digits>`; the digits do not
 //! compress, and every name is written twice (the wasm's import section, the glue's import
@@ -19,9 +19,20 @@ use sha2::Digest;
 
 use crate::tools::Tools;
 
-/// Minifies the import and export names of the one wasm module in `dist` and its glue.
-pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
+/// Minifies the import and export names of the one wasm module in trunk's `dist` and its glue,
+/// then recomputes the integrity hashes trunk wrote into its index.html.
+pub fn minify_trunk_dist(tools: &Tools, dist: &Path) -> Result<()> {
     let (wasm, js) = bundle_files(dist)?;
+    minify(tools, &wasm, &js)?;
+    let index = dist.join("index.html");
+    let html = std::fs::read_to_string(&index).context("reading dist/index.html")?;
+    let html = reintegrate(&html, &[&wasm, &js])?;
+    std::fs::write(&index, html)?;
+    Ok(())
+}
+
+/// Minifies the import and export names of `wasm` and of its glue `js`, in place.
+pub fn minify(tools: &Tools, wasm: &Path, js: &Path) -> Result<()> {
     // binaryen renames every import module to one name: only right if there is one.
     let module = |imports: &[(String, String)]| -> Result<String> {
         let mut modules: Vec<&str> = imports.iter().map(|(m, _)| m.as_str()).collect();
@@ -35,7 +46,7 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
             ),
         }
     };
-    let before = imports(&std::fs::read(&wasm)?)?;
+    let before = imports(&std::fs::read(wasm)?)?;
     let old_module = module(&before)?;
     let out = tools
         .command("wasm-opt")
@@ -43,9 +54,9 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
         .arg("--minify-imports-and-exports-and-modules")
         // Tool metadata no browser reads; last, as later passes would need the features.
         .args(["--strip-producers", "--strip-target-features"])
-        .arg(&wasm)
+        .arg(wasm)
         .arg("-o")
-        .arg(&wasm)
+        .arg(wasm)
         .output()
         .context("running wasm-opt")?;
     ensure!(
@@ -54,21 +65,17 @@ pub fn minify(tools: &Tools, dist: &Path) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut mapping = parse_mapping(&String::from_utf8_lossy(&out.stdout))?;
-    let new_module = module(&imports(&std::fs::read(&wasm)?)?)?;
+    let new_module = module(&imports(&std::fs::read(wasm)?)?)?;
     mapping.insert(old_module.clone(), new_module.clone());
     let import_names: Vec<String> = before.into_iter().map(|(_, name)| name).collect();
-    let glue = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
+    let glue = std::fs::read_to_string(js).with_context(|| format!("reading {}", js.display()))?;
     let glue = rename(&glue, &mapping, &import_names)?;
     ensure!(
         glue.contains(&format!("\"{new_module}\": import")),
         "the glue's import object is not keyed by the module {old_module:?} any more: has \
          wasm-bindgen's glue layout changed?"
     );
-    std::fs::write(&js, glue)?;
-    let index = dist.join("index.html");
-    let html = std::fs::read_to_string(&index).context("reading dist/index.html")?;
-    let html = reintegrate(&html, &[&wasm, &js])?;
-    std::fs::write(&index, html)?;
+    std::fs::write(js, glue)?;
     Ok(())
 }
 

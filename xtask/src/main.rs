@@ -1,6 +1,7 @@
 //! `cargo xtask run` and `cargo xtask test`: the README's two commands. Each installs what it
-//! needs (wasm target, wasm-bindgen-cli at the pinned version, trunk, wasm-opt, browsers and
-//! drivers), from crates.io, npm and Debian only, then does its job. `cargo xtask check` is the
+//! needs (wasm target, wasm-bindgen-cli at the pinned version, wasm-opt; for the tests also
+//! trunk, browsers and drivers), from crates.io, npm and Debian only, then does its job.
+//! `cargo xtask serve` is the front-end developer's loop (`trunk serve` beside a server). `cargo xtask check` is the
 //! inner loop (lint and unit tests, minutes); `cargo xtask fuzz` the bounded fuzzing run
 //! (`fuzz.rs`).
 
@@ -8,6 +9,7 @@ mod bench;
 mod fuzz;
 mod glue;
 mod layers;
+mod page;
 mod tools;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,8 +24,11 @@ use tools::Tools;
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  run [SERVER FLAGS]   install the client toolchain, build the client (release), and start the
-                       server at http://localhost:4000 (flags go to videoroom-server; see --help)
+  run [SERVER FLAGS]   install the client toolchain, build the client and the server (release),
+                       and start the server at http://localhost:4000 (flags go to
+                       videoroom-server; see --help)
+  serve [SERVER FLAGS] front-end work: the server on :4000 and `trunk serve` on :8080, which
+                       rebuilds the client on every change (installs trunk, once)
   check                the inner loop (under 3 minutes warm): no import cycles, formatting,
                        clippy on the host and on wasm32, and the fast unit tests (every crate's
                        own, plus the protocol's goldens and codec checks); no browsers, no
@@ -31,7 +36,7 @@ usage: cargo xtask <command>
   test                 install everything the tests need, then run every test: formatting, clippy,
                        unit and integration tests, and the client's tests in headless Chromium
                        and Firefox against a real server
-  build-client         build the client into dist/ (release)
+  build-client         build the client into dist/ (release, as `run` does)
   fuzz [--seconds N] [--sanitizer none|address] [TARGET...]
                        run each cargo-fuzz target in fuzz/ for N seconds (default 60; targets:
                        protocol_decode, sdp_answer, sdp_answer_apply); an input that breaks one
@@ -50,9 +55,10 @@ fn main() -> Result<()> {
         Some("run") => run(&root, args.collect()),
         Some("check") => check(),
         Some("test") => test(&root),
+        Some("serve") => serve(&root, args.collect()),
         Some("build-client") => {
             let tools = Tools::ensure_client(&root)?;
-            build_client(&tools)
+            page::build(&tools, &root).map(drop)
         }
         Some("fuzz") => fuzz::fuzz(&root, args.collect()),
         Some("bench") => bench::bench(&root, args.collect()),
@@ -96,26 +102,111 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn build_client(tools: &Tools) -> Result<()> {
+/// trunk's release build of the client into `dist` (with the glue minified, as ours): the
+/// front-end developer's path, which the tests hold to `page.rs`'s.
+fn build_client_with_trunk(tools: &Tools, dist: &Path) -> Result<()> {
     // Only the wasm build sees these flags (the host's and the tests' builds stay as they are).
     sh(tools
         .command("trunk")
-        .args(["build", "--release"])
+        .args(["build", "--release", "--dist"])
+        .arg(dist)
         .env("CARGO_ENCODED_RUSTFLAGS", tools::registry_remaps()?))?;
-    glue::minify(tools, Path::new("dist"))
+    glue::minify_trunk_dist(tools, dist)
 }
 
+/// `cargo xtask run`: what a newcomer runs first. wasm-bindgen-cli (the one long install)
+/// compiles on a thread of its own while cargo builds the client and the server; each step
+/// says what it is and whether it is a first-run cost.
 fn run(root: &Path, server_args: Vec<String>) -> Result<()> {
-    let tools = Tools::ensure_client(root)?;
-    build_client(&tools)?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "server", "--"]);
+    let started = Instant::now();
+    let tools = Tools::locate(root)?;
+    step("wasm32 target", tools::ensure_wasm_target)?;
+    step("wasm-opt (binaryen 123 from npm)", || {
+        tools.ensure_wasm_opt(root)
+    })?;
+    let log = root.join("target/xtask/install-wasm-bindgen.log");
+    std::thread::scope(|s| -> Result<()> {
+        let bindgen = s.spawn(|| tools.ensure_wasm_bindgen(root, Some(&log)));
+        let built = (|| {
+            let first = once_note(
+                root.join("target/wasm32-unknown-unknown").exists(),
+                "~1 min",
+            );
+            step(&format!("build the client (wasm32){first}"), || {
+                page::compile_client(root)
+            })?;
+            let first = once_note(
+                root.join("target/release/videoroom-server").exists(),
+                "~3.5 min",
+            );
+            step(&format!("build the server (release){first}"), || {
+                sh(cargo().args(["build", "--release", "-p", "server"]))
+            })
+        })();
+        let bindgen = step("wasm-bindgen-cli", || {
+            bindgen
+                .join()
+                .map_err(|_| anyhow::anyhow!("the wasm-bindgen-cli install panicked"))?
+        });
+        built.and(bindgen)
+    })?;
+    step("the page (wasm-bindgen, wasm-opt, dist/)", || {
+        page::build(&tools, root).map(drop)
+    })?;
+    let mut cmd = Command::new(root.join("target/release/videoroom-server"));
     if !server_args.iter().any(|a| a.starts_with("--static-dir")) {
         cmd.args(["--static-dir", "dist"]);
     }
     cmd.args(&server_args);
-    eprintln!("Starting Videoroom: open http://localhost:4000 (Ctrl-C stops it)");
+    eprintln!(
+        "\nReady in {:.0?}. Starting Videoroom: open http://localhost:4000 (Ctrl-C stops it)",
+        started.elapsed()
+    );
     sh(&mut cmd)
+}
+
+/// ", first run only, ~N" for a build whose output is not there yet.
+fn once_note(built_before: bool, cost: &str) -> String {
+    if built_before {
+        String::new()
+    } else {
+        format!(", first run only, {cost}")
+    }
+}
+
+/// `cargo xtask serve`: the server on :4000 accepting trunk's origin, and `trunk serve` on
+/// :8080 (its proxy forwards `/socket`), which rebuilds the client on every change.
+fn serve(root: &Path, server_args: Vec<String>) -> Result<()> {
+    let tools = Tools::ensure_client(root)?;
+    tools.ensure_trunk()?;
+    sh(cargo().args(["build", "--release", "-p", "server"]))?;
+    let mut server = Command::new(root.join("target/release/videoroom-server"));
+    if !server_args
+        .iter()
+        .any(|a| a.starts_with("--allowed-origins"))
+    {
+        server.args([
+            "--allowed-origins",
+            "http://127.0.0.1:8080,http://localhost:8080",
+        ]);
+    }
+    server.args(&server_args);
+    eprintln!("$ {} &", describe(&server));
+    let server = KillOnDrop(server.spawn().context("starting the server")?);
+    eprintln!("Front-end loop: open http://127.0.0.1:8080 (trunk rebuilds on every change; Ctrl-C stops both)");
+    let served = sh(tools.command("trunk").arg("serve"));
+    drop(server);
+    served
+}
+
+/// A child process killed when this goes out of scope.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -186,7 +277,18 @@ fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     let tools = step("install tools", || Tools::ensure_all(root))?;
     lint()?;
-    step("build client (trunk, release)", || build_client(&tools))?;
+    step(
+        "build the client into dist/ (as `cargo xtask run` does)",
+        || page::build(&tools, root).map(drop),
+    )?;
+    step(
+        "trunk build --release into target/trunk-dist (the front-end path, held to ours)",
+        || {
+            let trunk_dist = root.join("target/trunk-dist");
+            build_client_with_trunk(&tools, &trunk_dist)?;
+            page::same_bundle(&root.join("dist"), &trunk_dist)
+        },
+    )?;
     step(
         "cargo test: unit, integration and end-to-end (real browsers)",
         || {

@@ -6,9 +6,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::sh;
+use crate::{describe, sh};
 
-/// trunk 0.22 needs a newer rustc than we pin; 0.21.14 builds on Rust 1.85+.
+/// trunk 0.22 needs a newer rustc than we pin; 0.21.14 builds on Rust 1.85+. Only the
+/// front-end developer's `cargo xtask serve` and the test of trunk's build need it.
 const TRUNK_VERSION: &str = "0.21.14";
 /// Debian's binaryen (108) produces wasm that fails in browsers; npm's 123 works offline.
 const BINARYEN_VERSION: &str = "123.0.0";
@@ -42,7 +43,7 @@ impl Tools {
     }
 
     /// Where the tools are (or will be installed), without installing anything.
-    fn locate(root: &Path) -> Result<Tools> {
+    pub fn locate(root: &Path) -> Result<Tools> {
         let cargo_bin = cargo_bin()?;
         let binaryen_bin = root.join(".tools/binaryen/node_modules/.bin");
         let path = format!(
@@ -68,31 +69,64 @@ impl Tools {
         if !has_cxx {
             apt_install(&["g++"])?;
         }
-        tools.cargo_install("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
+        tools.cargo_install(
+            "cargo-fuzz",
+            "cargo-fuzz",
+            CARGO_FUZZ_VERSION,
+            "~3 min",
+            None,
+        )?;
         Ok(tools)
     }
 
-    /// What building and serving the client needs.
+    /// What building the client needs: the wasm target, wasm-bindgen-cli and wasm-opt (no
+    /// trunk: `page.rs` builds the page).
     pub fn ensure_client(root: &Path) -> Result<Tools> {
         let tools = Tools::locate(root)?;
         ensure_wasm_target()?;
-        let wb = wasm_bindgen_version(root)?;
-        tools.cargo_install("wasm-bindgen", "wasm-bindgen-cli", &wb)?;
-        tools.cargo_install("trunk", "trunk", TRUNK_VERSION)?;
+        tools.ensure_wasm_bindgen(root, None)?;
         tools.ensure_wasm_opt(root)?;
         Ok(tools)
     }
 
-    /// Everything, including browsers and drivers for the tests.
+    /// wasm-bindgen-cli at the version Cargo.lock pins; with `log`, cargo's output goes there
+    /// instead of the terminal (the run command compiles the server meanwhile).
+    pub fn ensure_wasm_bindgen(&self, root: &Path, log: Option<&Path>) -> Result<()> {
+        let version = wasm_bindgen_version(root)?;
+        self.cargo_install(
+            "wasm-bindgen",
+            "wasm-bindgen-cli",
+            &version,
+            "~2.5 min",
+            log,
+        )
+    }
+
+    /// trunk, for the front-end developer's `trunk serve` and the test that keeps its build
+    /// equal to ours; nothing that runs the app needs it.
+    pub fn ensure_trunk(&self) -> Result<()> {
+        self.cargo_install("trunk", "trunk", TRUNK_VERSION, "~8 min", None)
+    }
+
+    /// Everything, including trunk, browsers and drivers for the tests.
     pub fn ensure_all(root: &Path) -> Result<Tools> {
         let tools = Tools::ensure_client(root)?;
+        tools.ensure_trunk()?;
         ensure_apt_packages()?;
-        tools.cargo_install("geckodriver", "geckodriver", "")?;
+        tools.cargo_install("geckodriver", "geckodriver", "", "~6 min", None)?;
         Ok(tools)
     }
 
-    /// Installs `krate` unless `bin --version` already reports `version` (any, if empty).
-    fn cargo_install(&self, bin: &str, krate: &str, version: &str) -> Result<()> {
+    /// Installs `krate` unless `bin --version` already reports `version` (any, if empty),
+    /// saying first what it is and roughly how long it takes (`cost`) on a 2-core machine.
+    fn cargo_install(
+        &self,
+        bin: &str,
+        krate: &str,
+        version: &str,
+        cost: &str,
+        log: Option<&Path>,
+    ) -> Result<()> {
         let have = self
             .command(bin)
             .arg("--version")
@@ -106,26 +140,32 @@ impl Tools {
         if ok {
             return Ok(());
         }
-        eprintln!("{bin} {version} is missing (have: {have:?}); installing from crates.io (a few minutes, once)");
-        let mut cmd = self.command("cargo");
-        cmd.args(["install", krate, "--locked"]);
-        if !version.is_empty() {
-            cmd.args(["--version", version]);
-        }
-        if sh(&mut cmd).is_ok() {
+        let log_note = log.map_or(String::new(), |l| format!("; log: {}", l.display()));
+        eprintln!("compiling {krate} {version} from crates.io (first run only, {cost}{log_note})");
+        let install = |locked: bool| -> Result<()> {
+            let mut cmd = self.command("cargo");
+            cmd.args(["install", krate]);
+            if locked {
+                cmd.arg("--locked");
+            }
+            if !version.is_empty() {
+                cmd.args(["--version", version]);
+            }
+            match log {
+                None => sh(&mut cmd),
+                Some(log) => sh_logged(&mut cmd, log),
+            }
+        };
+        if install(true).is_ok() {
             return Ok(());
         }
         // The crates mirror can lag: the lock file may name a version it lacks.
-        eprintln!("retrying without --locked");
-        let mut cmd = self.command("cargo");
-        cmd.args(["install", krate]);
-        if !version.is_empty() {
-            cmd.args(["--version", version]);
-        }
-        sh(&mut cmd)
+        eprintln!("retrying {krate} without --locked");
+        install(false)
     }
 
-    fn ensure_wasm_opt(&self, root: &Path) -> Result<()> {
+    /// wasm-opt from binaryen on npm (seconds).
+    pub fn ensure_wasm_opt(&self, root: &Path) -> Result<()> {
         let want = format!(
             "version {}",
             BINARYEN_VERSION.split('.').next().unwrap_or_default()
@@ -245,4 +285,33 @@ fn ensure_apt_packages() -> Result<()> {
         return Ok(());
     }
     apt_install(&missing)
+}
+
+/// Runs a command with its output appended to `log`; a failure quotes the log's last lines.
+fn sh_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let status = cmd
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "`{}` failed with {status}; the end of {}:\n{}",
+            describe(cmd),
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(())
 }
