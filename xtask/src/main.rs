@@ -143,7 +143,7 @@ fn run(root: &Path, server_args: Vec<String>) -> Result<()> {
                 sh(cargo().args(["build", "--release", "-p", "server"]))
             })
         })();
-        let bindgen = step("wasm-bindgen-cli", || {
+        let bindgen = step("wait for wasm-bindgen-cli", || {
             bindgen
                 .join()
                 .map_err(|_| anyhow::anyhow!("the wasm-bindgen-cli install panicked"))?
@@ -294,8 +294,11 @@ fn test(root: &Path) -> Result<()> {
         || {
             // One invocation for every host test, so dependencies are built once with one feature
             // set. The e2e scenarios serialise themselves; --nocapture shows the measured figures.
+            // trunk on PATH, and the flags of its wasm build, for the front-end tests.
             sh(cargo()
                 .args(["test", "--workspace", "--", "--nocapture"])
+                .env("PATH", tools.path())
+                .env("VIDEOROOM_WASM_RUSTFLAGS", tools::registry_remaps()?)
                 .env("VIDEOROOM_GECKODRIVER", &tools.geckodriver)
                 .env("VIDEOROOM_CHROMEDRIVER", &tools.chromedriver))
         },

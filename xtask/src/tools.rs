@@ -35,6 +35,11 @@ pub struct Tools {
 }
 
 impl Tools {
+    /// The PATH that puts the tools first.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// A command with the tools on PATH.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new(program);
