@@ -64,6 +64,13 @@ impl ServerProc {
                     &protocol::MAX_PEERS_LISTED.to_string(),
                     "--max-peers",
                     "4096",
+                    // Every simulated person comes from the generator's one address.
+                    "--max-connections",
+                    "16384",
+                    "--max-connections-per-ip",
+                    "16384",
+                    "--joins-per-minute-per-ip",
+                    "100000",
                     "--allowed-origins",
                     "*",
                     "--static-dir",

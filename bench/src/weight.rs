@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde::Serialize;
 
-/// Our budget (issue 7): wasm + JS, gzip.
-pub const BUDGET_GZIP_BYTES: u64 = 100 * 1000;
+/// Our budget (wave 2: 130 KB; issue 7 set 100 KB for wave 1): wasm + JS, gzip.
+pub const BUDGET_GZIP_BYTES: u64 = 130 * 1000;
 
 /// Quoted reference figures (minified + gzip -9), not measured here.
 pub const REFERENCES: &[(&str, f64)] = &[

@@ -388,7 +388,7 @@ impl RoomUi {
         area.text_content()
     }
 
-    /// Shows "Participants: a, b" (the label in bold, the names as text).
+    /// Shows "Participants: a, b" (the label in bold, each name as text in its own `<bdi>`).
     pub fn set_participants_list(&self, names: &[String]) {
         let (Some(list), Some(doc)) = (self.find("#participants-list"), self.root.owner_document())
         else {
@@ -399,8 +399,17 @@ impl RoomUi {
             label.set_text_content(Some("Participants"));
             let _ = list.append_child(&label);
         }
-        let names = doc.create_text_node(&format!(": {}", names.join(", ")));
-        let _ = list.append_child(&names);
+        let _ = list.append_child(&doc.create_text_node(": "));
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                let _ = list.append_child(&doc.create_text_node(", "));
+            }
+            // Isolated: a right-to-left name cannot reorder the commas and names around it.
+            if let Ok(bdi) = doc.create_element("bdi") {
+                bdi.set_text_content(Some(name));
+                let _ = list.append_child(&bdi);
+            }
+        }
     }
 
     /// Makes `#disconnect` call `handler` (which the caller owns); `None` detaches it.

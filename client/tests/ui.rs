@@ -131,8 +131,15 @@ fn names_are_text_never_html() {
         list.text_content().unwrap(),
         format!("Participants: {evil}, Me & you")
     );
-    assert_eq!(list.child_element_count(), 1, "only the bold label");
-    assert_eq!(list.first_element_child().unwrap().tag_name(), "B");
+    // The bold label, then each name isolated in a <bdi> holding only text.
+    let children = list.children();
+    assert_eq!(children.length(), 3, "the label and one <bdi> per name");
+    assert_eq!(children.item(0).unwrap().tag_name(), "B");
+    for i in 1..3 {
+        let bdi = children.item(i).unwrap();
+        assert_eq!(bdi.tag_name(), "BDI");
+        assert_eq!(bdi.child_element_count(), 0, "no element was parsed");
+    }
 
     ui.set_error_message(Some("<b>bad</b>"));
     assert_eq!(text(&root, "videochat-error"), "<b>bad</b>");

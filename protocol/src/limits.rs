@@ -30,6 +30,10 @@ pub const MAX_MIDS: usize = MAX_PEERS_LISTED * MAX_TRACKS_PER_PEER;
 pub const MAX_ICE_SERVERS: usize = 8;
 /// Longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 1000;
+/// Most combining marks on one character in a display name or chat message. Real text needs
+/// few (Vietnamese, Arabic shadda + vowel, a keycap emoji: 2; Hebrew dagesh + shin dot + vowel:
+/// 3); "zalgo" text stacks hundreds, spilling over the lines and panels around it.
+pub const MAX_COMBINING_MARKS: usize = 4;
 /// Most chat messages a room keeps for late joiners (sent with `peerAccepted`).
 pub const MAX_CHAT_HISTORY: usize = 50;
 

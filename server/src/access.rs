@@ -60,6 +60,29 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// A validity a token cannot carry: its expiry would pass the largest Unix time it can hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a token valid for {valid_for_secs} s from now cannot be written: its expiry passes the largest Unix time a token holds ({max}); ask for less")]
+pub struct ValidityTooLong {
+    /// What was asked for.
+    pub valid_for_secs: u64,
+    /// The largest expiry (JavaScript's largest exact integer, so every reader sees one value).
+    pub max: u64,
+}
+
+/// The largest expiry a token carries: 2^53 − 1, exact in every JSON reader.
+pub const MAX_EXPIRY: u64 = (1 << 53) - 1;
+
+/// The expiry of a token minted at `now` for `valid_for_secs`, refused rather than wrapped.
+pub fn expiry(now: u64, valid_for_secs: u64) -> Result<u64, ValidityTooLong> {
+    now.checked_add(valid_for_secs)
+        .filter(|&exp| exp <= MAX_EXPIRY)
+        .ok_or(ValidityTooLong {
+            valid_for_secs,
+            max: MAX_EXPIRY,
+        })
+}
+
 impl TokenKey {
     /// A key from a secret of at least [`MIN_SECRET_BYTES`].
     pub fn new(secret: &str) -> Result<Self, String> {
@@ -119,6 +142,15 @@ impl TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expiry_past_what_a_token_holds_is_refused_not_wrapped() {
+        assert_eq!(expiry(1_000, 86_400), Ok(87_400));
+        let e = expiry(1_700_000_000, u64::MAX).unwrap_err();
+        assert!(e.to_string().contains("cannot be written"), "{e}");
+        assert!(expiry(0, MAX_EXPIRY).is_ok());
+        assert!(expiry(1, MAX_EXPIRY).is_err());
+    }
 
     fn key() -> TokenKey {
         TokenKey::new("correct horse battery staple").unwrap()

@@ -131,6 +131,47 @@ pub struct Config {
     #[arg(long, env = "VIDEOROOM_FANOUT_SHARDS",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fanout_shards: Option<u16>,
+
+    /// Most TCP connections open at once (page loads and WebSockets); the next is closed at once.
+    #[arg(long, env = "VIDEOROOM_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most TCP connections open at once from one source address (behind a reverse proxy on
+    /// this machine every client is one address: raise it to --max-connections there).
+    #[arg(long, env = "VIDEOROOM_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// Seconds a client has to send a request's headers, an idle keep-alive connection
+    /// included, before the connection is closed.
+    #[arg(long, env = "VIDEOROOM_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Room joins one source address may make per minute (after a burst of a third of it, at
+    /// least 5); the next is denied until the rate allows it.
+    #[arg(long, env = "VIDEOROOM_JOINS_PER_MINUTE_PER_IP", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub joins_per_minute_per_ip: u32,
+
+    /// Participants from one source address whose media is not up yet (joined, still
+    /// connecting); the next join from there is denied until one connects or goes. A room
+    /// cannot be filled with joins that never answer from one address.
+    #[arg(long, env = "VIDEOROOM_MAX_CONNECTING_PER_IP", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connecting_per_ip: u32,
+
+    /// Host names the server is reached by (e.g. `meet.example.com`), checked on the WebSocket
+    /// against DNS rebinding: `localhost` and IP addresses are always accepted, other names
+    /// only if listed here.
+    #[arg(long, env = "VIDEOROOM_PUBLIC_HOST", value_delimiter = ',')]
+    pub public_host: Vec<String>,
+
+    /// Serve `/metrics` (and `/healthz`'s figures) only with `Authorization: Bearer <token>`;
+    /// without it `/healthz` says only whether the server is up.
+    #[arg(long, env = "VIDEOROOM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -162,6 +203,14 @@ impl Config {
             tls_self_signed: false,
             tls_dir: PathBuf::from("videoroom-dev-tls"),
             fanout_shards: None,
+            // Tests open many connections and joins from 127.0.0.1; the limit tests set theirs.
+            max_connections: 4096,
+            max_connections_per_ip: 4096,
+            header_timeout_secs: 10,
+            joins_per_minute_per_ip: 100_000,
+            max_connecting_per_ip: 4096,
+            public_host: Vec::new(),
+            metrics_token: None,
         }
     }
 
@@ -189,6 +238,11 @@ impl Config {
             }),
             _ => None,
         }
+    }
+
+    /// A request's headers deadline.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
     }
 
     /// Silence after which a client in a room is gone.

@@ -9,6 +9,8 @@ pub mod access;
 pub mod chat;
 pub mod config;
 pub mod forwarder;
+pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod nack;
 pub mod outbox;
@@ -21,6 +23,7 @@ pub mod rooms;
 pub mod rtc;
 pub mod sdp_answer;
 pub mod signaling;
+pub mod static_files;
 pub mod tls;
 pub mod turn;
 pub mod voice;
@@ -63,12 +66,20 @@ pub struct AppState {
     pub tokens: Option<access::TokenKey>,
     /// Error replies sent to clients.
     pub signaling_errors: AtomicU64,
+    /// Open connections against their caps.
+    pub connections: Arc<http::Gate>,
+    /// Room joins per source address.
+    pub joins: rate_limit::PerSource,
+    /// Participants per source address whose media is not up yet.
+    pub connecting: Arc<http::Gate>,
 }
 
-/// The HTTP routes: `/socket`, `/healthz`, the client at `/` and `/room/<name>`.
+/// The HTTP routes: `/socket`, `/healthz`, `/metrics`, the client at `/` and `/room/<name>`;
+/// every response carries the security headers.
 pub fn router(state: Arc<AppState>) -> Router {
     let dir = &state.config.static_dir;
     let index = ServeFile::new(dir.join("index.html"));
+    let headers = static_files::SecurityHeaders::for_page(dir);
     Router::new()
         .route("/socket", get(signaling::handler))
         .route("/healthz", get(healthz))
@@ -76,6 +87,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         // The room page is the client's own route: serve the app and let it read the path.
         .route_service("/room/{name}", index)
         .fallback_service(ServeDir::new(dir))
+        .layer(axum::middleware::from_fn(
+            static_files::refuse_impossible_paths,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            headers,
+            static_files::add_headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -98,12 +116,32 @@ pub struct Health {
     pub shard_handoffs: u64,
 }
 
-async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
-    Json(app.health())
+async fn healthz(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if metrics::authorized(&app.config, &headers) {
+        Json(app.health()).into_response()
+    } else {
+        // Up or not, for a load balancer; the figures are the operator's.
+        Json(serde_json::json!({ "status": "ok" })).into_response()
+    }
 }
 
-async fn metrics(State(app): State<Arc<AppState>>) -> axum::response::Response {
+async fn metrics(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if !metrics::authorized(&app.config, &headers) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "/metrics needs Authorization: Bearer <--metrics-token>\n",
+        )
+            .into_response();
+    }
     match metrics::render(&app) {
         Ok(body) => (
             [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
@@ -212,6 +250,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         warn!(dir = %config.static_dir.display(), "no built client here: build it with `cargo xtask run` or `trunk build`");
     }
     let listener = listen(config.bind).with_context(|| format!("binding {}", config.bind))?;
+    let config_caps = (
+        config.max_connections,
+        config.max_connections_per_ip,
+        config.joins_per_minute_per_ip,
+        config.max_connecting_per_ip,
+    );
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         rooms: Rooms::new(
@@ -225,26 +269,28 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         sessions: TaskTracker::new(),
         tokens,
         signaling_errors: AtomicU64::new(0),
+        connections: http::Gate::new(config_caps.0 as usize, config_caps.1 as usize),
+        joins: rate_limit::PerSource::per_minute(config_caps.2),
+        connecting: http::Gate::new(usize::MAX, config_caps.3 as usize),
     });
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();
     let sessions = state.sessions.clone();
     let https = tls.is_some();
+    let gate = state.connections.clone();
+    let header_timeout = state.config.header_timeout();
     let task = tokio::spawn(async move {
         match tls {
             Some(tls) => {
-                axum::serve(tls::TlsListener::new(listener, tls)?, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
+                let listener = tls::TlsListener::new(listener, tls)?;
+                http::serve(listener, app, gate, header_timeout, shutdown).await
             }
             None => {
                 use axum::serve::ListenerExt;
-                axum::serve(listener.tap_io(set_nodelay), app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
+                let listener = listener.tap_io(set_nodelay);
+                http::serve(listener, app, gate, header_timeout, shutdown).await
             }
-        }
-        .context("HTTP server")?;
+        };
         // Sessions saw the same token and are closing their peers; give them a bound.
         sessions.close();
         if tokio::time::timeout(Duration::from_secs(5), sessions.wait())

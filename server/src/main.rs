@@ -24,15 +24,10 @@ enum Command {
         valid_for_secs: u64,
     },
 }
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,webrtc=warn,webrtc_ice=warn,webrtc_srtp=warn,webrtc_dtls=warn")
-        }))
-        .init();
+    server::logging::init(std::io::stdout);
     let Cli { config, command } = Cli::parse_from(server::config::with_config_file(
         std::env::args_os().collect(),
     )?);
@@ -47,10 +42,8 @@ async fn main() -> anyhow::Result<()> {
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("mint-token needs --join-token-secret"))?;
         let key = server::access::TokenKey::new(secret).map_err(anyhow::Error::msg)?;
-        println!(
-            "{}",
-            key.mint(&room, server::access::now_unix() + valid_for_secs)
-        );
+        let expires = server::access::expiry(server::access::now_unix(), valid_for_secs)?;
+        println!("{}", key.mint(&room, expires));
         return Ok(());
     }
     let server = server::start(config).await?;

@@ -11,6 +11,20 @@ use prometheus_client::registry::Registry;
 
 use crate::AppState;
 
+/// Whether a request may read the figures: always without `--metrics-token`, else only with
+/// `Authorization: Bearer <token>` (compared in constant time).
+pub fn authorized(config: &crate::Config, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = config.metrics_token.as_deref() else {
+        return true;
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    crate::reconnect_token::tokens_match(token, given)
+}
+
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -79,6 +93,16 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         "signaling_errors",
         "Error replies sent to clients for bad or refused messages",
         counter(&app.signaling_errors),
+    );
+    r.register(
+        "connections",
+        "Open TCP connections (pages and WebSockets)",
+        gauge(app.connections.open()),
+    );
+    r.register(
+        "connections_refused",
+        "Connections closed at once: --max-connections or --max-connections-per-ip reached",
+        counter(&app.connections.refused),
     );
     let mut out = String::new();
     encode(&mut out, &r)?;

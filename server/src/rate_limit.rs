@@ -1,4 +1,9 @@
-//! A token bucket: how many messages a connection (or its chat) may send.
+//! Token buckets: how many messages a connection (or its chat) may send, and how many room
+//! joins one source address may make.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 
 use tokio::time::Instant;
 
@@ -32,5 +37,84 @@ impl RateLimit {
         } else {
             false
         }
+    }
+}
+
+/// Sources remembered before the idle ones (full buckets, which remember nothing) are forgotten.
+const PRUNE_AT: usize = 4096;
+
+/// A token bucket per source address (room joins): a burst of a third of the minute's rate
+/// (at least 5), refilled at the rate. Memory stays bounded: a source whose bucket has refilled
+/// is forgotten when the map grows.
+pub struct PerSource {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, RateLimit>>,
+}
+
+impl PerSource {
+    /// `per_minute` per source.
+    pub fn per_minute(per_minute: u32) -> PerSource {
+        let per_minute = f64::from(per_minute.max(1));
+        PerSource {
+            per_second: per_minute / 60.0,
+            burst: (per_minute / 3.0).max(5.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `source`'s bucket if there is one.
+    pub fn admit(&self, source: IpAddr, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= PRUNE_AT && !buckets.contains_key(&source) {
+            buckets.retain(|_, b| !b.is_full(now));
+        }
+        buckets
+            .entry(source)
+            .or_insert_with(|| RateLimit::new(now, self.per_second, self.burst))
+            .admit(now)
+    }
+}
+
+impl RateLimit {
+    /// Whether the bucket would be full at `now` (its source can be forgotten).
+    fn is_full(&self, now: Instant) -> bool {
+        self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second >= self.burst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn joins_per_source_burst_then_rate_and_sources_are_apart() {
+        let joins = PerSource::per_minute(30);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let admitted = (0..50).filter(|_| joins.admit(a, Instant::now())).count();
+        assert_eq!(admitted, 10, "a burst of a third of the minute's 30");
+        assert!(
+            joins.admit(b, Instant::now()),
+            "another source has its own bucket"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            joins.admit(a, Instant::now()),
+            "one every 2 s at 30 a minute"
+        );
+        assert!(!joins.admit(a, Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sources_are_forgotten_when_the_map_grows() {
+        let joins = PerSource::per_minute(30);
+        for i in 0..PRUNE_AT as u32 {
+            joins.admit(IpAddr::from(i.to_be_bytes()), Instant::now());
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        joins.admit(IpAddr::from([255, 0, 0, 1]), Instant::now());
+        assert_eq!(joins.buckets.lock().unwrap().len(), 1);
     }
 }

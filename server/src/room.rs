@@ -116,6 +116,15 @@ pub enum JoinDenied {
     /// The server has reached its cap.
     #[error("server is full, try again later")]
     ServerFull,
+    /// This source address has this many participants still connecting
+    /// (`--max-connecting-per-ip`).
+    #[error(
+        "too many joins from your address are still connecting (at most {0}): try again shortly"
+    )]
+    TooManyConnecting(u32),
+    /// This source address joined too often (`--joins-per-minute-per-ip`).
+    #[error("too many joins from your address (at most {0} a minute): try again shortly")]
+    TooManyJoins(u32),
 }
 
 /// A peer tried to act on something that is not its own.

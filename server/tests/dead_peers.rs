@@ -46,19 +46,8 @@ async fn a_client_gone_silent_is_removed_after_the_keepalive() {
 async fn media_that_never_connects_removes_the_peer_with_a_reason() {
     let server = common::start(|c| c.ice_connect_timeout_secs = 2).await;
     let room = common::room("noice");
-    let url = server.socket_url();
     let ada = common::peer(&server, &room, "Ada").await;
-    let stuck = TestPeer::join(
-        &url,
-        &room,
-        "Stuck",
-        PeerOptions {
-            ice: false,
-            ..PeerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let stuck = common::stuck_peer(&server, &room, "Stuck").await;
     let st = stuck
         .wait_for("the server to give up", Duration::from_secs(10), |s| {
             s.closed.is_some()

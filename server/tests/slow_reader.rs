@@ -87,16 +87,22 @@ async fn a_client_that_stops_reading_is_disconnected_and_slows_nobody() {
         );
     }
     let long_name = |i: usize, k: usize| format!("{}{i}-{k}", "🌊".repeat(56));
+    // ~4 KB a line: four bytes a character.
+    let long_line = |i: usize, k: usize| format!("{i}-{k} {}", "🌊".repeat(MAX_CHAT_CHARS - 20));
     let started = Instant::now();
     let mut during = Vec::new();
     let mut gone = false;
-    // 8 renames per flooder per 200 ms: within the 50/s rate limit, so only the room's own
-    // fan-out is under test.
-    for round in 0..100 {
+    // A rename and a 4 KB chat line per flooder per 200 ms: within the 5/s each of
+    // renames and chat may have, so only the room's own fan-out is under test.
+    for round in 0..150 {
         for (i, f) in flooders.iter_mut().enumerate() {
-            for k in 0..8 {
-                f.send(&rename(long_name(i, round * 8 + k))).await;
-            }
+            f.send(&rename(long_name(i, round))).await;
+            f.send(&ClientMessage::MediaEvent {
+                data: ClientMediaEvent::SendChatMessage {
+                    text: long_line(i, round),
+                },
+            })
+            .await;
             f.drain().await;
         }
         during.push(round_trip(&mut ada, &mut bob, &ada_id, 100 + round).await);

@@ -1,5 +1,6 @@
 //! The client's trickled ICE candidates: added once there is a remote description, kept
-//! (bounded) when they overtake the first answer.
+//! (bounded) when they overtake the first answer, and capped for the connection's life — each
+//! one makes the server send STUN checks to the address it names.
 
 use protocol::{ErrorCode, IceCandidate};
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -10,12 +11,26 @@ use super::{Peer, Refusal};
 /// from a callback can send them ahead of its answer); one more is refused.
 pub const MAX_EARLY_CANDIDATES: usize = 64;
 
+/// Candidates one peer connection takes in its whole life, ICE restarts included (a browser
+/// gathers a handful per restart); one more is refused. Without a cap, 600 candidates made the
+/// server send 4,800 STUN requests wherever the client said.
+pub const MAX_CANDIDATES: usize = 128;
+
 impl Peer {
     /// Adds a candidate the client trickled.
     pub async fn on_remote_candidate(&mut self, c: IceCandidate) -> Result<(), Refusal> {
         if c.candidate.is_empty() {
             return Ok(()); // end of candidates
         }
+        if self.candidates_taken >= MAX_CANDIDATES {
+            return Err(Refusal {
+                code: ErrorCode::Negotiation,
+                message: format!(
+                    "candidate refused: this connection has taken {MAX_CANDIDATES} already"
+                ),
+            });
+        }
+        self.candidates_taken += 1;
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,

@@ -32,7 +32,7 @@ use downlink::Slot;
 use negotiation::Negotiation;
 use uplink::{add_uplink, UplinkSlot};
 
-pub use ice::MAX_EARLY_CANDIDATES;
+pub use ice::{MAX_CANDIDATES, MAX_EARLY_CANDIDATES};
 pub use negotiation::ANSWER_TIMEOUT;
 
 /// Something the `webrtc` callbacks report; they only ever send these, never touch the peer.
@@ -101,6 +101,8 @@ pub struct Peer {
     connected: bool,
     /// Candidates that arrived before any answer: added once the first one is applied.
     early_candidates: Vec<RTCIceCandidateInit>,
+    /// Candidates taken from the client in this connection's life (capped).
+    candidates_taken: usize,
     connect_timeout: Duration,
     connect_deadline: Option<Instant>,
     /// Fan-out shards for the tracks this peer publishes.
@@ -168,6 +170,7 @@ impl Peer {
             mid_to_local: BTreeMap::new(),
             local_metadata: HashMap::new(),
             connected: false,
+            candidates_taken: 0,
             early_candidates: Vec::new(),
             connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
@@ -191,6 +194,11 @@ impl Peer {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Whether the media connection has come up at least once.
+    pub fn media_connected(&self) -> bool {
+        self.connected
     }
 
     /// Checks the deadlines; an expired one removes the peer.

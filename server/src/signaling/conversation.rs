@@ -15,9 +15,9 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, info_span, Instrument};
 
 use super::frames::{End, Inbound, Session};
-use super::in_room::in_room;
+use super::in_room::{in_room, InRoom};
 use crate::reconnect;
-use crate::room::{Admission, MemberHandle};
+use crate::room::{Admission, JoinDenied, MemberHandle};
 use crate::AppState;
 
 /// Room commands queued for one peer before it counts as too slow.
@@ -86,16 +86,39 @@ pub(super) async fn converse(s: &mut Session) -> End {
                     replaced: replaced.clone(),
                 };
                 let display_name = metadata.display_name.clone();
-                match s
-                    .app
-                    .rooms
-                    .join(&room_name, id, metadata, handle, reconnect_token.as_deref())
-                {
+                // One source cannot fill rooms (or the server) with joins faster than people do.
+                let too_fast = s
+                    .source
+                    .is_some_and(|ip| !s.app.joins.admit(ip, Instant::now()));
+                // Held until the media is up: one source cannot fill a room with joins that
+                // never answer.
+                let connecting = match s.source.map(|ip| s.app.connecting.admit(ip)) {
+                    Some(Err(_)) => None,
+                    Some(Ok(permit)) => Some(Some(permit)),
+                    None => Some(None),
+                };
+                let joined = if too_fast {
+                    Err(JoinDenied::TooManyJoins(
+                        s.app.config.joins_per_minute_per_ip,
+                    ))
+                } else if connecting.is_none() {
+                    Err(JoinDenied::TooManyConnecting(
+                        s.app.config.max_connecting_per_ip,
+                    ))
+                } else {
+                    s.app
+                        .rooms
+                        .join(&room_name, id, metadata, handle, reconnect_token.as_deref())
+                };
+                match joined {
                     Err(denied) => {
                         info!(room = %room_name, reason = %denied, "join denied");
                         s.out.media(ServerMediaEvent::PeerDenied {
                             reason: denied.to_string(),
                         });
+                        if let Some(end) = s.note_error() {
+                            return end;
+                        }
                     }
                     Ok((room, admission)) => {
                         let Admission {
@@ -133,10 +156,15 @@ pub(super) async fn converse(s: &mut Session) -> End {
                             snapshot.tracks,
                             commands,
                             peer_kill,
+                            connecting.flatten(),
                         )
                         .instrument(span)
                         .await;
                         s.police_idle = false;
+                        let InRoom {
+                            end,
+                            media_connected,
+                        } = end;
                         let end = match end {
                             Some(End::Killed) if replaced.load(Ordering::SeqCst) => {
                                 Some(End::Replaced)
@@ -150,8 +178,13 @@ pub(super) async fn converse(s: &mut Session) -> End {
                             }
                             // The member now belongs to the reconnected session.
                             Some(End::Replaced) => {}
-                            // Lost without a word: keep the place for a reconnect.
-                            Some(_) => reconnect::hold(&s.app, &room, &id, session),
+                            // Lost without a word: keep the place for a reconnect — if
+                            // there was one: a member whose media never came up (or a flood of
+                            // joins that close at once) holds no place for the grace period.
+                            Some(_) if media_connected || reconnected => {
+                                reconnect::hold(&s.app, &room, &id, session)
+                            }
+                            Some(_) => s.app.rooms.leave(&room, &id, session),
                         }
                         match end {
                             // Left the room but kept the channel: rejoin in time or go.

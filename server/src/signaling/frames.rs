@@ -1,5 +1,6 @@
-//! Reading the client's frames: decoding, the rate limit, error replies to bad frames (ten in
-//! a row close the connection), keepalive policing, and why a session ended.
+//! Reading the client's frames: decoding, the rate limit (pings included), error replies to
+//! bad or refused messages (every refusal spends from a small budget; an empty budget closes
+//! the connection), keepalive policing, and why a session ended.
 
 use std::sync::Arc;
 
@@ -16,8 +17,11 @@ use crate::peer::PeerError;
 use crate::rate_limit::RateLimit;
 use crate::AppState;
 
-/// Consecutive refused frames before the connection is closed.
-pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+/// Refused messages a connection may have in a burst before it is closed: unparsable ones and
+/// well-formed ones refused alike (a bad join token, a forbidden action), so guessing is bounded.
+pub const MAX_REFUSALS: u32 = 10;
+/// The refusal budget's refill: one every this many seconds (10 a minute sustained).
+pub const REFUSAL_REFILL_SECS: f64 = 6.0;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -84,7 +88,10 @@ pub(super) struct Session {
     pub(super) out: Outbox,
     pub(super) kill: CancellationToken,
     pub(super) last_seen: Instant,
-    pub(super) consecutive_errors: u32,
+    /// Refusals left before the connection is closed.
+    pub(super) refusals: RateLimit,
+    /// The client's address, for the per-source join limit.
+    pub(super) source: Option<std::net::IpAddr>,
     /// Silence is only policed in a room; before that the join deadline bounds the wait.
     pub(super) police_idle: bool,
     pub(super) rate: RateLimit,
@@ -120,7 +127,16 @@ impl Session {
                         End::ClientClosed
                     });
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                // Pings and pongs cost the rate limit as messages do (a ping flood is answered
+                // by pongs we write); over the limit they are dropped and count as refusals.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    if !self.rate.admit(self.last_seen) {
+                        if let Some(end) = self.note_error() {
+                            return Inbound::Ended(end);
+                        }
+                    }
+                    continue;
+                }
                 Some(Ok(Message::Binary(_))) => {
                     if let Some(end) = self.refuse(
                         ErrorCode::BadMessage,
@@ -139,10 +155,7 @@ impl Session {
                 continue;
             }
             match ClientMessage::decode(text.as_str()) {
-                Ok(msg) => {
-                    self.consecutive_errors = 0;
-                    return Inbound::Message(msg);
-                }
+                Ok(msg) => return Inbound::Message(msg),
                 Err(e @ DecodeError::TooLarge { .. }) => {
                     debug!(error = %e, "oversized frame");
                     return Inbound::Ended(End::TooBig);
@@ -156,21 +169,31 @@ impl Session {
         }
     }
 
-    /// Replies with an error; ends the session after too many in a row.
+    /// Replies with an error and spends from the refusal budget; ends the session when it is
+    /// empty.
     pub(super) fn refuse(&mut self, code: ErrorCode, message: &str) -> Option<End> {
         debug!(?code, message, "refused a frame");
         self.out.send(ServerMessage::error(code, message));
         self.app
             .signaling_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.consecutive_errors += 1;
-        (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
+        self.note_error()
     }
 
     /// A valid message that does not fit the stage.
     pub(super) fn unexpected(&mut self, message: &str) -> Option<End> {
         self.refuse(ErrorCode::UnexpectedMessage, message)
     }
+}
+
+/// A full refusal budget: `MAX_REFUSALS - 1` refusals pass, the next one ends the session
+/// (as "ten in a row" did before every refusal counted).
+pub(super) fn refusal_budget() -> RateLimit {
+    RateLimit::new(
+        Instant::now(),
+        1.0 / REFUSAL_REFILL_SECS,
+        f64::from(MAX_REFUSALS - 1),
+    )
 }
 
 impl Session {
@@ -183,9 +206,9 @@ impl Session {
         }
     }
 
+    /// Spends one refusal (the reply, if any, is already sent); `Some` when none is left.
     pub(super) fn note_error(&mut self) -> Option<End> {
-        self.consecutive_errors += 1;
-        (self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS).then_some(End::TooManyErrors)
+        (!self.refusals.admit(Instant::now())).then_some(End::TooManyErrors)
     }
 }
 
@@ -193,6 +216,27 @@ impl Session {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refusal_budget_is_a_burst_then_one_every_six_seconds() {
+        let mut r = refusal_budget();
+        let allowed = (0..20).filter(|_| r.admit(Instant::now())).count();
+        assert_eq!(
+            allowed,
+            MAX_REFUSALS as usize - 1,
+            "the tenth refusal closes"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let allowed = (0..20).filter(|_| r.admit(Instant::now())).count();
+        assert_eq!(allowed, 1, "one back every 6 s");
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let allowed = (0..20).filter(|_| r.admit(Instant::now())).count();
+        assert_eq!(
+            allowed,
+            MAX_REFUSALS as usize - 1,
+            "never more than the burst"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limit_allows_a_burst_then_the_sustained_rate() {

@@ -16,7 +16,29 @@ use crate::peer::{Peer, PeerError};
 use crate::rate_limit::RateLimit;
 use crate::room::{PeerCommand, Room};
 
-/// Life in the room. `None`: the peer left the room but keeps the channel.
+/// Whether a chat line or a rename is within its rate; if not, the client is told to slow
+/// down (not counted toward closing: a fast typist is not thrown out).
+fn within(rate: &mut RateLimit, s: &Session, what: &str) -> bool {
+    if rate.admit(Instant::now()) {
+        return true;
+    }
+    debug!(what, "rate exceeded");
+    s.out.send(ServerMessage::error(
+        ErrorCode::RateLimited,
+        format!("too many {what}: at most {CHAT_PER_SECOND} per second"),
+    ));
+    false
+}
+
+/// How a life in the room ended.
+pub(super) struct InRoom {
+    /// `None`: the peer left the room but keeps the channel.
+    pub(super) end: Option<End>,
+    /// Whether the peer's media connection ever came up.
+    pub(super) media_connected: bool,
+}
+
+/// Life in the room.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn in_room(
     s: &mut Session,
@@ -26,7 +48,8 @@ pub(super) async fn in_room(
     existing: Vec<Arc<crate::forwarder::PublishedTrack>>,
     mut commands: mpsc::Receiver<PeerCommand>,
     peer_kill: CancellationToken,
-) -> Option<End> {
+    mut connecting: Option<crate::http::Permit>,
+) -> InRoom {
     let tasks = peer_kill.child_token();
     let created = Peer::new(
         &s.app,
@@ -43,12 +66,17 @@ pub(super) async fn in_room(
         Err(e) => {
             warn!(error = %e, "could not create the peer connection");
             s.out.media(ServerMediaEvent::error(e.to_string()));
-            return Some(End::Peer(e));
+            return InRoom {
+                end: Some(End::Peer(e)),
+                media_connected: false,
+            };
         }
     };
     // Stricter than the connection's limit, and refusals do not count towards closing it:
     // a fast typist is told to slow down, not thrown out.
     let mut chat_rate = RateLimit::new(Instant::now(), CHAT_PER_SECOND, CHAT_BURST);
+    // A rename reaches every member as a chat line does: held to the same rate.
+    let mut rename_rate = RateLimit::new(Instant::now(), CHAT_PER_SECOND, CHAT_BURST);
     let result: Result<Option<End>, PeerError> = async {
         peer.start(existing).await?;
         loop {
@@ -63,7 +91,13 @@ pub(super) async fn in_room(
                     PeerCommand::Subscribe(track) => peer.subscribe(track).await?,
                     PeerCommand::Unsubscribe(track_id) => peer.unsubscribe(&track_id).await?,
                 },
-                Some(event) = rtc_events.recv() => peer.on_rtc_event(event).await?,
+                Some(event) = rtc_events.recv() => {
+                    peer.on_rtc_event(event).await?;
+                    if peer.media_connected() {
+                        // Connected: no longer counts against its source's connecting cap.
+                        connecting = None;
+                    }
+                }
                 msg = s.recv() => {
                     let msg = match msg {
                         Inbound::Ended(end) => return Ok(Some(end)),
@@ -83,14 +117,8 @@ pub(super) async fn in_room(
                             ClientMediaEvent::Candidate(c) if !crate::rtc::candidate_reachable(&s.app.config, &c.candidate) => None,
                             ClientMediaEvent::Candidate(c) => peer.on_remote_candidate(c).await.err().map(|r| (r.code, r.message)),
                             ClientMediaEvent::SendChatMessage { text } => {
-                                if chat_rate.admit(Instant::now()) {
+                                if within(&mut chat_rate, s, "chat messages") {
                                     room.chat(&peer.id, text);
-                                } else {
-                                    debug!("chat rate exceeded");
-                                    s.out.send(ServerMessage::error(
-                                        ErrorCode::RateLimited,
-                                        format!("too many chat messages: at most {CHAT_PER_SECOND} per second"),
-                                    ));
                                 }
                                 None
                             }
@@ -99,7 +127,9 @@ pub(super) async fn in_room(
                                 None
                             }
                             ClientMediaEvent::UpdatePeerMetadata { metadata } => {
-                                room.update_peer(&peer.id, metadata);
+                                if within(&mut rename_rate, s, "renames") {
+                                    room.update_peer(&peer.id, metadata);
+                                }
                                 None
                             }
                             ClientMediaEvent::UpdateTrackMetadata { track_id, track_metadata } => {
@@ -126,6 +156,10 @@ pub(super) async fn in_room(
             Some(End::Peer(e))
         }
     };
+    let media_connected = peer.media_connected();
     peer.close().await;
-    end
+    InRoom {
+        end,
+        media_connected,
+    }
 }

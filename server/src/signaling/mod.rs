@@ -11,6 +11,7 @@ mod conversation;
 mod frames;
 mod in_room;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use protocol::MAX_FRAME_BYTES;
@@ -25,11 +27,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::http::ClientAddr;
 use crate::outbox::{Outbox, Outgoing};
 use crate::rate_limit::RateLimit;
 use crate::AppState;
 use frames::Session;
-pub use frames::{MAX_CONSECUTIVE_ERRORS, RATE_BURST, RATE_PER_SECOND};
+pub use frames::{MAX_REFUSALS, RATE_BURST, RATE_PER_SECOND, REFUSAL_REFILL_SECS};
 
 /// Frames queued for one client before it counts as not reading.
 const OUTBOX_CAPACITY: usize = 256;
@@ -38,13 +41,29 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A connection's WebSocket read buffer to start with (tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
-/// `GET /socket`: upgrades to a signaling session (403 for a foreign browser origin).
+/// Header values quoted in logs and replies are cut to this many characters: a client chooses
+/// them, and a 300 KiB Origin must not become 300 KiB of log per request.
+const QUOTED_HEADER_CHARS: usize = 100;
+
+/// `GET /socket`: upgrades to a signaling session (403 for a foreign browser origin or a host
+/// name the server does not go by).
 pub async fn handler(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddr>>,
     State(app): State<Arc<AppState>>,
 ) -> Response {
+    if let Err(host) = check_host(&headers, &app.config.public_host) {
+        let host = quoted(&host);
+        info!(%host, "WebSocket for a host name not served refused");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("host {host} is not served here (see --public-host)\n"),
+        )
+            .into_response();
+    }
     if let Err(origin) = check_origin(&headers, &app.config.allowed_origins) {
+        let origin = quoted(&origin);
         info!(%origin, "WebSocket from a foreign origin refused");
         return (
             StatusCode::FORBIDDEN,
@@ -52,6 +71,7 @@ pub async fn handler(
         )
             .into_response();
     }
+    let source = client.map(|Extension(ClientAddr(addr))| addr.ip());
     // tungstenite reserves a 128 KiB read buffer per connection by default: ~130 KB of the
     // ~460 KB a fan-out participant cost (issue 7). Signaling frames are small; the buffer still grows to
     // take a 64 KiB frame.
@@ -60,8 +80,45 @@ pub async fn handler(
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tracker = app.sessions.clone();
-            tracker.track_future(run(socket, app))
+            tracker.track_future(run(socket, app, source))
         })
+}
+
+/// A client-chosen header value, cut for a log line or a reply.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_HEADER_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+        None => value.to_owned(),
+    }
+}
+
+/// DNS rebinding: a hostile page whose own name is made to resolve to this server would be
+/// same-origin with it, Host and Origin agreeing. Its Host header still carries the hostile
+/// name, so only names the server goes by pass: `localhost` (and `*.localhost`, which browsers
+/// resolve to loopback themselves), any IP address (a page cannot rebind a literal address),
+/// and `--public-host`. Requests without a Host (HTTP/1.0 tools) pass, as there is no page.
+fn check_host(headers: &HeaderMap, public: &[String]) -> Result<(), String> {
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().map_err(|_| "(not text)".to_owned())?;
+    // Strip the port: `[::1]:4000`, `127.0.0.1:4000`, `name:4000`.
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let ok = name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || public
+            .iter()
+            .any(|p| p.trim_end_matches('.').eq_ignore_ascii_case(&name));
+    if ok {
+        Ok(())
+    } else {
+        Err(host.to_owned())
+    }
 }
 
 /// Browsers always send `Origin` on WebSocket upgrades; a page on another site must not be
@@ -86,7 +143,7 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
     }
 }
 
-async fn run(socket: WebSocket, app: Arc<AppState>) {
+async fn run(socket: WebSocket, app: Arc<AppState>, source: Option<IpAddr>) {
     let (sink, stream) = socket.split();
     let kill = app.shutdown.child_token();
     let (out, rx) = Outbox::new(OUTBOX_CAPACITY, kill.clone());
@@ -97,7 +154,8 @@ async fn run(socket: WebSocket, app: Arc<AppState>) {
         out,
         kill,
         last_seen: Instant::now(),
-        consecutive_errors: 0,
+        refusals: frames::refusal_budget(),
+        source,
         police_idle: false,
         rate: RateLimit::new(Instant::now(), RATE_PER_SECOND, RATE_BURST),
     };
@@ -166,6 +224,43 @@ mod tests {
             h.insert(header::ORIGIN, o.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn host_names_not_served_are_refused() {
+        let public = vec!["meet.example.com".to_owned()];
+        for ok in [
+            "127.0.0.1:4000",
+            "[::1]:4000",
+            "10.0.0.5",
+            "localhost:4000",
+            "LOCALHOST",
+            "app.localhost:4000",
+            "meet.example.com",
+            "Meet.Example.com.:443",
+        ] {
+            assert!(check_host(&headers(None, ok), &public).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:4000",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+        ] {
+            assert_eq!(
+                check_host(&headers(None, bad), &public),
+                Err(bad.to_owned()),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_header_values_are_cut() {
+        assert_eq!(quoted("http://a"), "http://a");
+        let long = "é".repeat(300_000);
+        let q = quoted(&long);
+        assert!(q.chars().count() < 130, "{}", q.len());
+        assert!(q.ends_with("(600000 bytes)"), "{q}");
     }
 
     #[test]

@@ -80,6 +80,15 @@ impl RawClient {
         RawClient { ws }
     }
 
+    /// A client over a WebSocket opened elsewhere (e.g. one that sent frames by hand first).
+    pub fn from_stream(
+        ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> RawClient {
+        RawClient { ws }
+    }
+
     pub async fn send_text(&mut self, text: impl Into<String>) {
         self.ws
             .send(Message::Text(text.into().into()))
@@ -184,6 +193,17 @@ impl RawClient {
 /// A publishing test peer in `room`.
 pub async fn peer(server: &RunningServer, room: &str, name: &str) -> TestPeer {
     TestPeer::join(&server.socket_url(), room, name, PeerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
+}
+
+/// A peer that answers but whose media can never connect (it exchanges no ICE candidates).
+pub async fn stuck_peer(server: &RunningServer, room: &str, name: &str) -> TestPeer {
+    let options = PeerOptions {
+        ice: false,
+        ..PeerOptions::default()
+    };
+    TestPeer::join(&server.socket_url(), room, name, options)
         .await
         .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
 }
