@@ -338,6 +338,13 @@ impl TestServer {
             // The test runner serves its page from another origin.
             "--allowed-origins",
             "*",
+            // Every browser test joins from 127.0.0.1, many times a minute.
+            "--joins-per-minute-per-ip",
+            "100000",
+            "--max-connecting-per-ip",
+            "4096",
+            "--max-connections-per-ip",
+            "4096",
         ])
         .args(extra)
         .env(

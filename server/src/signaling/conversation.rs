@@ -92,16 +92,12 @@ pub(super) async fn converse(s: &mut Session) -> End {
                     .is_some_and(|ip| !s.app.joins.admit(ip, Instant::now()));
                 // Held until the media is up: one source cannot fill a room with joins that
                 // never answer.
-                let connecting = match s.source.map(|ip| s.app.connecting.admit(ip)) {
-                    Some(Err(_)) => None,
-                    Some(Ok(permit)) => Some(Some(permit)),
-                    None => Some(None),
-                };
+                let connecting = s.source.map(|ip| s.app.connecting.admit(ip)).transpose();
                 let joined = if too_fast {
                     Err(JoinDenied::TooManyJoins(
                         s.app.config.joins_per_minute_per_ip,
                     ))
-                } else if connecting.is_none() {
+                } else if connecting.is_err() {
                     Err(JoinDenied::TooManyConnecting(
                         s.app.config.max_connecting_per_ip,
                     ))
@@ -156,7 +152,7 @@ pub(super) async fn converse(s: &mut Session) -> End {
                             snapshot.tracks,
                             commands,
                             peer_kill,
-                            connecting.flatten(),
+                            connecting.ok().flatten(),
                         )
                         .instrument(span)
                         .await;
