@@ -28,6 +28,8 @@ use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::{debug, warn};
 
+use crate::rate_limit::source_key;
+
 /// How long in-flight requests may take to finish once the server stops.
 const DRAIN: Duration = Duration::from_secs(5);
 /// At most one warning about refused connections per this long (each refusal is counted).
@@ -82,8 +84,10 @@ impl Gate {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a connection from `ip`, unless a cap is reached.
+    /// Counts a connection from `ip` (its IPv6 /64, see [`source_key`]), unless a cap is
+    /// reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
+        let ip = source_key(ip);
         let mut open = self.lock();
         let refused = if open.total >= self.total_cap {
             Some(Refused::Total)

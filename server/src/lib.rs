@@ -250,12 +250,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         warn!(dir = %config.static_dir.display(), "no built client here: build it with `cargo xtask run` or `trunk build`");
     }
     let listener = listen(config.bind).with_context(|| format!("binding {}", config.bind))?;
-    let config_caps = (
-        config.max_connections,
-        config.max_connections_per_ip,
-        config.joins_per_minute_per_ip,
-        config.max_connecting_per_ip,
+    let connections = http::Gate::new(
+        config.max_connections as usize,
+        config.max_connections_per_ip as usize,
     );
+    let joins = rate_limit::PerSource::per_minute(config.joins_per_minute_per_ip);
+    let connecting = http::Gate::new(usize::MAX, config.max_connecting_per_ip as usize);
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         rooms: Rooms::new(
@@ -269,9 +269,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         sessions: TaskTracker::new(),
         tokens,
         signaling_errors: AtomicU64::new(0),
-        connections: http::Gate::new(config_caps.0 as usize, config_caps.1 as usize),
-        joins: rate_limit::PerSource::per_minute(config_caps.2),
-        connecting: http::Gate::new(usize::MAX, config_caps.3 as usize),
+        connections,
+        joins,
+        connecting,
     });
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();

@@ -40,6 +40,22 @@ impl RateLimit {
     }
 }
 
+/// The source a per-address limit counts: an IPv4 address, or an IPv6 address's /64 — one
+/// host is routinely given a whole /64, so counting single IPv6 addresses would be no limit.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
+    }
+}
+
 /// Sources remembered before the idle ones (full buckets, which remember nothing) are forgotten.
 const PRUNE_AT: usize = 4096;
 
@@ -65,9 +81,15 @@ impl PerSource {
 
     /// Takes a token from `source`'s bucket if there is one.
     pub fn admit(&self, source: IpAddr, now: Instant) -> bool {
+        let source = source_key(source);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= PRUNE_AT && !buckets.contains_key(&source) {
             buckets.retain(|_, b| !b.is_full(now));
+            // Still full of busy sources (many addresses at once): forgetting them is lenient,
+            // growing without bound is not.
+            if buckets.len() >= 4 * PRUNE_AT {
+                buckets.clear();
+            }
         }
         buckets
             .entry(source)
@@ -105,6 +127,19 @@ mod tests {
             "one every 2 s at 30 a minute"
         );
         assert!(!joins.admit(a, Instant::now()));
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(source_key(mapped), IpAddr::from([10, 0, 0, 1]));
+        let v4: IpAddr = [10, 0, 0, 2].into();
+        assert_eq!(source_key(v4), v4);
     }
 
     #[tokio::test(start_paused = true)]
