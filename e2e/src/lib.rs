@@ -17,7 +17,7 @@ mod page;
 pub use app::App;
 pub use display::VirtualDisplay;
 pub use driver::Driver;
-pub use page::{Page, VideoState};
+pub use page::{OutboundVideo, Page, VideoState};
 
 /// How long a page may take to show its form or its room. Generous: with four browsers, a
 /// TURN relay and the server on two cores, a page has taken over 20 s to load (a readiness

@@ -353,6 +353,46 @@ impl Page {
         ))
     }
 
+    /// The page's outbound video streams (via `getStats`): one per simulcast layer, else one.
+    pub async fn outbound_video(&self) -> Result<Vec<OutboundVideo>> {
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const pc = window.videoroomPeerConnection;
+                 if (!pc) { done(null); return; }
+                 pc.getStats().then(stats => {
+                   const out = [];
+                   stats.forEach(s => {
+                     if (s.type === 'outbound-rtp' && s.kind === 'video') {
+                       out.push([s.rid || '', s.bytesSent || 0, s.frameWidth || 0,
+                                 s.frameHeight || 0]);
+                     }
+                   });
+                   done(out);
+                 }, () => done(null));",
+                vec![],
+            )
+            .await?;
+        let rows = v
+            .as_array()
+            .ok_or_else(|| anyhow!("{}: no peer connection exposed for getStats", self.name()))?;
+        Ok(rows
+            .iter()
+            .filter_map(Value::as_array)
+            .map(|r| OutboundVideo {
+                rid: r
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                bytes_sent: r.get(1).and_then(Value::as_u64).unwrap_or(0),
+                width: r.get(2).and_then(Value::as_u64).unwrap_or(0),
+                height: r.get(3).and_then(Value::as_u64).unwrap_or(0),
+            })
+            .collect())
+    }
+
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) -> Result<()> {
         self.client
@@ -466,4 +506,17 @@ impl Page {
         self.client.close().await?;
         Ok(())
     }
+}
+
+/// One outbound video stream of a page, from its `outbound-rtp` stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundVideo {
+    /// The simulcast layer's RID, empty for a single stream.
+    pub rid: String,
+    /// Bytes sent so far.
+    pub bytes_sent: u64,
+    /// The size of the frames it sends (0 before the first).
+    pub width: u64,
+    /// See `width`.
+    pub height: u64,
 }

@@ -386,6 +386,124 @@ async fn over_https(browser: Browser) -> Result<()> {
     Ok(())
 }
 
+/// Scenario 10: with `--simulcast`, a Chromium and a Firefox page each send their camera in
+/// two or more layers, unasked by the page, and still see each other.
+async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
+    let app = App::start(|c| c.simulcast = true).await?;
+    let room = room("simulcast");
+    let ada = open(first, "Ada").await?;
+    let bob = open(second, "Bob").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    ada.wait_in_room().await?;
+    bob.join(&app.base, &room, "Bob").await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.wait_remote_playing(1, MEDIA_WAIT).await?;
+    for p in [&ada, &bob] {
+        // Layers start as the sender's bandwidth estimate allows: give them a few seconds.
+        let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+        let (before, after) = loop {
+            let before = p.outbound_video().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = p.outbound_video().await?;
+            let rising = after
+                .iter()
+                .filter(|a| {
+                    !a.rid.is_empty()
+                        && before
+                            .iter()
+                            .any(|b| b.rid == a.rid && a.bytes_sent > b.bytes_sent)
+                })
+                .count();
+            if rising >= 2 || tokio::time::Instant::now() > deadline {
+                break (before, after);
+            }
+        };
+        println!(
+            "[{}] {} sends layers: {}",
+            p.browser,
+            p.label,
+            after
+                .iter()
+                .map(|o| format!("{} {}x{} {} B", o.rid, o.width, o.height, o.bytes_sent))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut rids: Vec<&str> = after
+            .iter()
+            .filter(|a| {
+                before
+                    .iter()
+                    .any(|b| b.rid == a.rid && a.bytes_sent > b.bytes_sent)
+            })
+            .map(|a| a.rid.as_str())
+            .filter(|r| !r.is_empty())
+            .collect();
+        rids.dedup();
+        ensure!(
+            rids.len() >= 2,
+            "{} ({}): fewer than two simulcast layers sending: {after:?}",
+            p.label,
+            p.browser
+        );
+        // And what the other sees keeps coming.
+        let (_, v1) = p.inbound_bytes().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, v2) = p.inbound_bytes().await?;
+        ensure!(
+            v2 > v1,
+            "{} ({}): inbound video not rising: {v1}→{v2}",
+            p.label,
+            p.browser
+        );
+    }
+    // The server receives the layers, sizes them from their keyframes, and forwards the
+    // biggest live one of each camera.
+    let tracks = app
+        .server
+        .state
+        .rooms
+        .get(&room)
+        .map(|r| r.tracks())
+        .unwrap_or_default();
+    let now = tokio::time::Instant::now();
+    let mut cameras = 0;
+    for t in tracks.iter().filter(|t| t.kind.to_string() == "video") {
+        let layers = t.layers.readings(now);
+        let forwarded = t.layers.selected_ssrc();
+        println!(
+            "server: {}'s layers {layers:?}, forwarding SSRC {forwarded:?}",
+            t.publisher
+        );
+        let live: Vec<_> = layers.iter().filter(|(_, _, r)| r.live).collect();
+        ensure!(
+            live.len() >= 2,
+            "{}: fewer than two live layers at the server: {layers:?}",
+            t.publisher
+        );
+        ensure!(
+            live.iter().all(|(_, _, r)| r.area > 0),
+            "{}: a live layer's keyframe size was not read: {layers:?}",
+            t.publisher
+        );
+        let biggest = live
+            .iter()
+            .max_by_key(|(_, _, r)| r.area)
+            .map(|(_, ssrc, _)| *ssrc);
+        ensure!(
+            forwarded == biggest,
+            "{}: forwarding {forwarded:?}, not the biggest live layer: {layers:?}",
+            t.publisher
+        );
+        cameras += 1;
+    }
+    ensure!(
+        cameras == 2,
+        "expected two cameras at the server, found {cameras}"
+    );
+    close_all(vec![ada, bob]).await;
+    Ok(())
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
@@ -441,6 +559,12 @@ mod mixed {
         let _one = one_at_a_time().await;
         use Browser::{Chromium as C, Firefox as F};
         four_at_once_in([C, F, C, F]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s10_simulcast_chromium_and_firefox() -> Result<()> {
+        let _one = one_at_a_time().await;
+        simulcast_layers(Browser::Chromium, Browser::Firefox).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

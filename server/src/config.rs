@@ -132,6 +132,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fanout_shards: Option<u16>,
 
+    /// Ask publishers' cameras for simulcast: three layers of one camera (quarter, half and
+    /// full size), every layer received, the highest live one forwarded. Off: one stream per
+    /// camera, as browsers send by default.
+    #[arg(long, env = "VIDEOROOM_SIMULCAST")]
+    pub simulcast: bool,
+
     /// Most TCP connections open at once (page loads and WebSockets); the next is closed at once.
     #[arg(long, env = "VIDEOROOM_MAX_CONNECTIONS", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -203,6 +209,7 @@ impl Config {
             tls_self_signed: false,
             tls_dir: PathBuf::from("videoroom-dev-tls"),
             fanout_shards: None,
+            simulcast: false,
             // Tests open many connections and joins from 127.0.0.1; the limit tests set theirs.
             max_connections: 4096,
             max_connections_per_ip: 4096,

@@ -2,13 +2,16 @@
 //! SSRC and payload type, to every subscriber bound to one of its local tracks. Also keyframe
 //! requests (PLI) from subscribers back to the publisher, throttled.
 //!
+//! A camera that sends simulcast has a task per layer, and only the layer `layers` chooses
+//! is written; keyframe requests go to that layer's SSRC.
+//!
 //! Fan-out is sharded: a track has one local track (a set of subscriber bindings) per core,
 //! written by its own task, so one publisher's packets reach a large audience from every core
 //! rather than one subscriber after another on one task. Shard 0 is written inline by the
 //! forwarder; the others only fill once it has [`INLINE_SUBSCRIBERS`], so small rooms pay no
 //! task hop.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use tracing::{debug, warn, Instrument};
 use webrtc::interceptor::Attributes;
 use webrtc::rtp::packet::Packet;
 
-use crate::nack::SourceTag;
+use crate::layers::{Cursor, Layer, Layers, Verdict};
 use crate::voice::VoiceWatch;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -97,6 +100,8 @@ pub struct MediaStats {
     pub shard_handoffs: AtomicU64,
     /// Packets a fan-out shard's task could not take because its queue was full.
     pub shard_drops: AtomicU64,
+    /// Times a simulcast track's forwarded layer changed.
+    pub layer_switches: AtomicU64,
 }
 
 /// A track a participant publishes, as the room and its subscribers see it.
@@ -114,14 +119,16 @@ pub struct PublishedTrack {
     pub speaking: AtomicBool,
     metadata: Mutex<TrackMetadata>,
     keyframes: KeyframeRequester,
-    source: SourceTag,
+    /// What the publisher sends of it: one stream, or a camera's simulcast layers.
+    pub layers: Layers,
 }
 
 impl PublishedTrack {
     /// The published form of `remote`, a track `publisher` sends through `publisher_pc`.
     ///
     /// Its stream id is the publisher's id, so subscribers get one MediaStream per participant;
-    /// its audience is split over `shards` fan-out shards (at least one).
+    /// its audience is split over `shards` fan-out shards (at least one). `remote` is its
+    /// first layer; [`PublishedTrack::add_layer`] adds the others.
     pub fn new(
         id: TrackId,
         publisher: PeerId,
@@ -150,14 +157,19 @@ impl PublishedTrack {
             shards,
             speaking: AtomicBool::new(false),
             metadata: Mutex::new(metadata),
-            source: SourceTag::new(remote.kind() == RTPCodecType::Video),
             keyframes: KeyframeRequester {
                 pc: publisher_pc,
-                media_ssrc: remote.ssrc(),
+                media_ssrc: Arc::new(AtomicU32::new(remote.ssrc())),
                 throttle: Arc::default(),
                 stats,
             },
+            layers: Layers::new(remote.kind() == RTPCodecType::Video),
         }
+    }
+
+    /// One more stream of it (a simulcast layer), read by its own [`forward`] task.
+    pub fn add_layer(&self, remote: &TrackRemote) -> Arc<Layer> {
+        self.layers.add(remote.rid(), remote.ssrc())
     }
 
     /// A place for one more subscriber: bind its sender to the lease's local track and keep
@@ -189,9 +201,13 @@ impl PublishedTrack {
         }
     }
 
-    /// Asks the publisher for a keyframe (video only; throttled per stream).
+    /// Asks the publisher for a keyframe of the layer being forwarded (video only; throttled
+    /// per track).
     pub async fn request_keyframe(&self) {
         if self.kind == RTPCodecType::Video {
+            if let Some(ssrc) = self.layers.selected_ssrc() {
+                self.keyframes.media_ssrc.store(ssrc, Ordering::Relaxed);
+            }
             self.keyframes.request().await;
         }
     }
@@ -199,7 +215,9 @@ impl PublishedTrack {
 
 struct KeyframeRequester {
     pc: Weak<RTCPeerConnection>,
-    media_ssrc: u32,
+    /// The forwarded layer's SSRC; read when a request goes out, so a deferred one asks the
+    /// layer forwarded then.
+    media_ssrc: Arc<AtomicU32>,
     throttle: Arc<Mutex<Throttle>>,
     stats: Arc<MediaStats>,
 }
@@ -255,19 +273,23 @@ impl KeyframeRequester {
             Err(_) => return,
         };
         match decision {
-            Decision::Now => send_pli(&self.pc, self.media_ssrc, &self.stats).await,
+            Decision::Now => {
+                let ssrc = self.media_ssrc.load(Ordering::Relaxed);
+                send_pli(&self.pc, ssrc, &self.stats).await
+            }
             Decision::Coalesced => {}
             Decision::At(at) => {
                 // Short-lived and holding only weak and shared counters: nothing outlives the
                 // publisher but this one timer.
-                let (pc, ssrc, stats) = (self.pc.clone(), self.media_ssrc, self.stats.clone());
+                let (pc, ssrc, stats) =
+                    (self.pc.clone(), self.media_ssrc.clone(), self.stats.clone());
                 let throttle = self.throttle.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep_until(at).await;
                     if let Ok(mut t) = throttle.lock() {
                         t.sent_deferred(Instant::now());
                     }
-                    send_pli(&pc, ssrc, &stats).await;
+                    send_pli(&pc, ssrc.load(Ordering::Relaxed), &stats).await;
                 });
             }
         }
@@ -290,16 +312,20 @@ async fn send_pli(pc: &Weak<RTCPeerConnection>, media_ssrc: u32, stats: &MediaSt
     }
 }
 
-/// Forwards `remote` into `track.local` until the publisher's track ends or `cancel` fires;
-/// for an audio track with the audio-level extension, watches for voice activity too.
+/// Forwards `remote`, the publisher's stream of `layer`, to the track's subscribers whenever it
+/// is the layer chosen, until the stream ends or `cancel` fires; for an audio track with the
+/// audio-level extension, watches for voice activity too.
 pub async fn forward(
     remote: Arc<TrackRemote>,
     track: Arc<PublishedTrack>,
+    layer: Arc<Layer>,
     stats: Arc<MediaStats>,
     cancel: CancellationToken,
     mut voice: Option<VoiceWatch>,
 ) {
     let mut fanout = Fanout::start(&track, &stats, &cancel);
+    let mut cursor = Cursor::default();
+    let mut attributes = Arc::new(layer.attributes(track.layers.generation()));
     // Ends speech when packets stop altogether. Armed lazily (when speech starts, and again
     // at each expiry while newer loud packets moved the end), not reset on every packet.
     let quiet = tokio::time::sleep_until(Instant::now());
@@ -355,9 +381,23 @@ pub async fn forward(
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
+        match track.layers.on_packet(&layer, &packet, &mut cursor) {
+            Verdict::Skip => continue,
+            Verdict::Forward => {}
+            Verdict::Switched => {
+                // Subscribers see this layer from now on and can decode it only from a
+                // keyframe (a single layer's first packet counts too: new subscribers ask
+                // anyway, once connected).
+                attributes = Arc::new(layer.attributes(track.layers.generation()));
+                if track.layers.count() > 1 {
+                    stats.layer_switches.fetch_add(1, Ordering::Relaxed);
+                    track.request_keyframe().await;
+                }
+            }
+        }
         // Kept once for every subscriber's NACKs (video only), before any of them can ask.
-        track.source.record(&packet);
-        fanout.write(&packet, bytes).await;
+        layer.source.record(&packet);
+        fanout.write(&packet, bytes, &attributes).await;
     }
     // The room ignores this for a track it no longer has (tracksRemoved says it all).
     if let Some(v) = voice.filter(|v| v.detector.speaking()) {
@@ -368,31 +408,36 @@ pub async fn forward(
 /// Writes one track's packets to its shards: shard 0 inline, the others through their tasks.
 struct Fanout {
     inline: Arc<Shard>,
-    others: Vec<(Arc<Shard>, mpsc::Sender<Packet>)>,
+    others: Vec<(Arc<Shard>, mpsc::Sender<Handoff>)>,
     writer: ShardWriter,
     dropped: u64,
     errors: u64,
 }
 
-/// What a shard's writes need besides the packet.
+/// What a shard's writes need besides the packet and its attributes.
 #[derive(Clone)]
 struct ShardWriter {
     track: TrackId,
-    source: Attributes,
     stats: Arc<MediaStats>,
 }
+
+/// A packet for a shard's task, with the attributes that name its source.
+type Handoff = (Packet, Arc<Attributes>);
 
 impl ShardWriter {
     /// Writes to every subscriber bound to `shard`. One subscriber's failure must not stop
     /// the others: write_rtp has already delivered to every other binding when it reports
     /// an error, so log and go on. The source tag tells each subscriber's `nack` stream whose
     /// numbering this is.
-    async fn write(&self, shard: &Shard, packet: &Packet, bytes: u64, errors: &mut u64) {
-        match shard
-            .local
-            .write_rtp_with_attributes(packet, &self.source)
-            .await
-        {
+    async fn write(
+        &self,
+        shard: &Shard,
+        packet: &Packet,
+        source: &Attributes,
+        bytes: u64,
+        errors: &mut u64,
+    ) {
+        match shard.local.write_rtp_with_attributes(packet, source).await {
             Ok(_) => {
                 let n = shard.bound.load(Ordering::Relaxed) as u64;
                 self.stats.packets_out.fetch_add(n, Ordering::Relaxed);
@@ -419,19 +464,18 @@ impl Fanout {
     ) -> Fanout {
         let writer = ShardWriter {
             track: track.id.clone(),
-            source: track.source.attributes().clone(),
             stats: stats.clone(),
         };
         let others = track.shards[1..]
             .iter()
             .map(|shard| {
-                let (tx, mut rx) = mpsc::channel::<Packet>(SHARD_QUEUE);
+                let (tx, mut rx) = mpsc::channel::<Handoff>(SHARD_QUEUE);
                 let (shard_task, writer, cancel) = (shard.clone(), writer.clone(), cancel.clone());
                 tokio::spawn(
                     async move {
                         let mut errors = 0;
                         loop {
-                            let packet = tokio::select! {
+                            let (packet, source) = tokio::select! {
                                 biased;
                                 _ = cancel.cancelled() => break,
                                 p = rx.recv() => match p {
@@ -440,7 +484,9 @@ impl Fanout {
                                 },
                             };
                             let bytes = packet.payload.len() as u64;
-                            writer.write(&shard_task, &packet, bytes, &mut errors).await;
+                            writer
+                                .write(&shard_task, &packet, &source, bytes, &mut errors)
+                                .await;
                         }
                     }
                     .in_current_span(),
@@ -457,12 +503,12 @@ impl Fanout {
         }
     }
 
-    async fn write(&mut self, packet: &Packet, bytes: u64) {
+    async fn write(&mut self, packet: &Packet, bytes: u64, source: &Arc<Attributes>) {
         for (shard, tx) in &self.others {
             if shard.bound.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let sent = tx.try_send(packet.clone());
+            let sent = tx.try_send((packet.clone(), source.clone()));
             self.writer
                 .stats
                 .shard_handoffs
@@ -480,7 +526,7 @@ impl Fanout {
         }
         if self.inline.bound.load(Ordering::Relaxed) > 0 {
             self.writer
-                .write(&self.inline, packet, bytes, &mut self.errors)
+                .write(&self.inline, packet, source, bytes, &mut self.errors)
                 .await;
         }
     }

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod forwarder;
 pub mod http;
+pub mod layers;
 pub mod logging;
 pub mod metrics;
 pub mod nack;
@@ -27,6 +28,7 @@ pub mod static_files;
 pub mod tls;
 pub mod turn;
 pub mod voice;
+pub mod vp8;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

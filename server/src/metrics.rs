@@ -74,6 +74,11 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         counter(&media.shard_drops),
     );
     r.register(
+        "simulcast_layer_switches",
+        "Times a simulcast track's forwarded layer changed",
+        counter(&media.layer_switches),
+    );
+    r.register(
         "keyframe_requests",
         "Keyframe requests (PLI) sent to publishers, after throttling",
         counter(&media.keyframe_requests),

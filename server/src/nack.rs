@@ -29,6 +29,11 @@ use webrtc::rtp::packet::Packet;
 /// The attribute under which a packet written to a track names its source (a [`SourceTag`]).
 pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
 
+/// The attribute under which a forwarded packet names the forwarder's choice of layer it was
+/// sent in (see `layers`): a source that comes back in a later generation is a switch back to
+/// it, not a straggler of it. Absent is generation 0.
+pub const GENERATION_ATTRIBUTE: usize = 0x7672_6765;
+
 /// Packets kept per published video track: ~0.8 s of 1.5 Mbit/s video, ~2 s of 0.5 Mbit/s.
 /// A resend is worth it only while the receiver's jitter buffer still waits for the packet
 /// (hundreds of ms; Janus keeps 200–500 ms), and every slot pins its payload: 1024 slots cost
@@ -157,8 +162,9 @@ struct Stream {
 /// Maps each source's own sequence numbers onto one continuous sequence, and back.
 #[derive(Debug, Default)]
 struct Numbering {
-    source: Option<usize>,
-    previous: Option<usize>,
+    /// The source being carried and the generation it came in.
+    source: Option<(usize, usize)>,
+    previous: Option<(usize, usize)>,
     offset: u16,
     /// The offset the previous source's packets were sent with.
     previous_offset: u16,
@@ -171,16 +177,18 @@ struct Numbering {
 }
 
 impl Numbering {
-    /// The number on the wire for packet `raw` of `source`; `None` for a straggler of the
-    /// source this stream carried before (it must not reset the numbering back).
-    fn map(&mut self, source: usize, raw: u16) -> Option<u16> {
-        if self.source != Some(source) {
-            if self.previous == Some(source) {
+    /// The number on the wire for packet `raw` of `source`, sent in `generation`; `None` for
+    /// a straggler of the source this stream carried before, in the generation it carried it
+    /// (it must not reset the numbering back).
+    fn map(&mut self, source: usize, generation: usize, raw: u16) -> Option<u16> {
+        let origin = (source, generation);
+        if self.source != Some(origin) {
+            if self.previous == Some(origin) {
                 return None;
             }
             self.previous = self.source;
             self.previous_offset = self.offset;
-            self.source = Some(source);
+            self.source = Some(origin);
             // The receiver must see the new source continue right after the last number, or
             // it drops the packets as old ones.
             self.offset = match self.newest {
@@ -200,12 +208,12 @@ impl Numbering {
 
     /// Whose packet number `wire` on this stream was, and that source's own number for it.
     fn source_of(&self, wire: u16) -> Option<(usize, u16)> {
-        let current = self.source?;
+        let (current, _) = self.source?;
         let before = |first: Option<u16>| first.is_some_and(|f| wire.wrapping_sub(f) >= HALF);
         if !before(self.switched_at) {
             Some((current, wire.wrapping_sub(self.offset)))
         } else if !before(self.previous_from) {
-            Some((self.previous?, wire.wrapping_sub(self.previous_offset)))
+            Some((self.previous?.0, wire.wrapping_sub(self.previous_offset)))
         } else {
             None
         }
@@ -357,11 +365,12 @@ impl History {
 impl RTPWriter for Stream {
     async fn write(&self, packet: &Packet, a: &Attributes) -> Result<usize, InterceptorError> {
         let source = a.get(&SOURCE_ATTRIBUTE).copied().unwrap_or(0);
+        let generation = a.get(&GENERATION_ATTRIBUTE).copied().unwrap_or(0);
         let seq = {
             let Ok(mut numbering) = self.numbering.lock() else {
                 return self.next.write(packet, a).await;
             };
-            numbering.map(source, packet.header.sequence_number)
+            numbering.map(source, generation, packet.header.sequence_number)
         };
         let Some(seq) = seq else { return Ok(0) };
         let mut out = packet.clone();
@@ -666,14 +675,14 @@ mod tests {
         let mut n = Numbering::default();
         assert_eq!(n.source_of(5), None, "nothing sent yet");
         for raw in 100..110 {
-            n.map(1, raw);
+            n.map(1, 0, raw);
         }
         assert_eq!(n.source_of(105), Some((1, 105)));
         // The sender is reused for source 2 from wire number 110 on.
         for raw in 65_530..=65_535 {
-            n.map(2, raw);
+            n.map(2, 0, raw);
         }
-        n.map(2, 0);
+        n.map(2, 0, 0);
         assert_eq!(n.source_of(110), Some((2, 65_530)));
         assert_eq!(n.source_of(116), Some((2, 0)), "across the source's wrap");
         assert_eq!(
@@ -684,7 +693,7 @@ mod tests {
         assert_eq!(n.source_of(100), Some((1, 100)));
         // Reused once more, for source 3 from wire number 117: source 1's numbers now belong
         // to no source kept in the numbering, so they map to nothing rather than to source 2.
-        n.map(3, 500);
+        n.map(3, 0, 500);
         assert_eq!(n.source_of(117), Some((3, 500)));
         assert_eq!(n.source_of(112), Some((2, 65_532)));
         assert_eq!(n.source_of(105), None);
@@ -712,21 +721,38 @@ mod tests {
     fn numbering_continues_across_sources_and_ignores_stragglers() {
         let mut n = Numbering::default();
         assert_eq!(
-            n.map(1, 100),
+            n.map(1, 0, 100),
             Some(100),
             "the first source keeps its numbers"
         );
-        assert_eq!(n.map(1, 101), Some(101));
-        assert_eq!(n.map(1, 99), Some(99), "late packets map, newest stays");
+        assert_eq!(n.map(1, 0, 101), Some(101));
+        assert_eq!(n.map(1, 0, 99), Some(99), "late packets map, newest stays");
         assert_eq!(
-            n.map(2, 50_000),
+            n.map(2, 0, 50_000),
             Some(102),
             "a new source continues the sequence"
         );
-        assert_eq!(n.map(2, 50_001), Some(103));
-        assert_eq!(n.map(1, 102), None, "a straggler of the old source");
-        assert_eq!(n.map(2, 50_002), Some(104));
-        assert_eq!(n.map(3, 7), Some(105));
-        assert_eq!(n.map(3, 8), Some(106));
+        assert_eq!(n.map(2, 0, 50_001), Some(103));
+        assert_eq!(n.map(1, 0, 102), None, "a straggler of the old source");
+        assert_eq!(n.map(2, 0, 50_002), Some(104));
+        assert_eq!(n.map(3, 0, 7), Some(105));
+        assert_eq!(n.map(3, 0, 8), Some(106));
+    }
+
+    #[test]
+    fn a_layer_forwarded_again_in_a_later_generation_is_a_switch_back() {
+        let mut n = Numbering::default();
+        assert_eq!(n.map(1, 1, 500), Some(500));
+        assert_eq!(n.map(2, 2, 9_000), Some(501), "layer 1 to layer 2");
+        assert_eq!(
+            n.map(1, 1, 501),
+            None,
+            "a straggler of layer 1's first turn"
+        );
+        assert_eq!(n.map(1, 3, 520), Some(502), "back to layer 1");
+        assert_eq!(n.map(1, 3, 521), Some(503));
+        assert_eq!(n.map(2, 2, 9_001), None, "a straggler of layer 2's turn");
+        assert_eq!(n.source_of(502), Some((1, 520)));
+        assert_eq!(n.source_of(501), Some((2, 9_000)));
     }
 }

@@ -201,6 +201,14 @@ impl Room {
         self.members().iter().map(|m| m.tracks.len()).sum()
     }
 
+    /// Every track the room's peers publish (for inspection: tests, diagnostics).
+    pub fn tracks(&self) -> Vec<Arc<PublishedTrack>> {
+        self.members()
+            .iter()
+            .flat_map(|m| m.tracks.iter().cloned())
+            .collect()
+    }
+
     /// Whether the room is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -104,6 +104,11 @@ impl Rooms {
         }
     }
 
+    /// The named room, if it is alive.
+    pub fn get(&self, room: &str) -> Option<Arc<Room>> {
+        self.map().get(room).cloned()
+    }
+
     /// Current counts.
     pub fn census(&self) -> Census {
         let map = self.map();

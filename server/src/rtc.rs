@@ -22,7 +22,9 @@ use webrtc::interceptor::registry::Registry;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::sdp::extmap;
 
 use crate::config::Config;
 
@@ -38,7 +40,11 @@ pub struct Rtc {
 
 /// Opus for audio, VP8 for video: every browser we support has both, and an SFU needs one codec
 /// per kind that all peers share (it never transcodes). Fewer codecs also keep SDPs small.
-fn media_engine() -> anyhow::Result<MediaEngine> {
+///
+/// With `simulcast`, video also takes the mid and rid header extensions the crate needs to tell
+/// a camera's layers apart, for receiving only: on forwarded (sendonly) m-lines they would
+/// make each subscriber's packets carry the publisher's mid.
+fn media_engine(simulcast: bool) -> anyhow::Result<MediaEngine> {
     let mut m = MediaEngine::default();
     m.register_codec(
         RTCRtpCodecParameters {
@@ -84,12 +90,27 @@ fn media_engine() -> anyhow::Result<MediaEngine> {
         RTPCodecType::Audio,
         None,
     )?;
+    if simulcast {
+        for uri in [
+            extmap::SDES_MID_URI,
+            extmap::SDES_RTP_STREAM_ID_URI,
+            extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+        ] {
+            m.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_owned(),
+                },
+                RTPCodecType::Video,
+                Some(RTCRtpTransceiverDirection::Recvonly),
+            )?;
+        }
+    }
     Ok(m)
 }
 
 /// Builds the API from the configuration; binds the shared UDP port when one is used.
 pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
-    let mut media = media_engine()?;
+    let mut media = media_engine(config.simulcast)?;
     // The crate's defaults, but for the downlink NACK responder: ours (see `nack`). NACK
     // feedback itself is declared per codec in `media_engine`.
     let repair = Arc::new(RepairStats::default());

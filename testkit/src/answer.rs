@@ -49,12 +49,17 @@ pub(crate) fn without_candidates(msg: ClientMessage) -> ClientMessage {
     }
 }
 
+/// The SDP lines of a simulcast answer.
+const SIMULCAST_LINES: &[&str] = &["a=rid:", "a=simulcast:"];
+
 /// Applies `offer` and answers it, mapping each uplink m-line to the local track it sends.
+/// Unless the peer sends `layers`, the answer declines any simulcast the offer asks for.
 pub(crate) async fn answer(
     pc: &RTCPeerConnection,
     offer: SessionDescription,
     mid_to_track_id: &BTreeMap<String, TrackId>,
     local: &LocalTracks,
+    layers: bool,
 ) -> anyhow::Result<ClientMessage> {
     if offer.kind != SdpType::Offer {
         bail!("sdpOffer carried an {:?}", offer.kind);
@@ -63,11 +68,16 @@ pub(crate) async fn answer(
         .await?;
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
-    let sdp = pc
+    let mut sdp = pc
         .local_description()
         .await
         .ok_or_else(|| anyhow!("no local description"))?
         .sdp;
+    if !layers {
+        // This crate echoes the offer's rids even for the one plain stream it sends; the
+        // server would then wait for RID-tagged packets and never publish it.
+        sdp = strip_sdp_lines(&sdp, SIMULCAST_LINES);
+    }
     let mut sending = Vec::new();
     for t in pc.get_transceivers().await {
         let (Some(mid), Some(track)) = (t.mid(), t.sender().await.track().await) else {

@@ -34,6 +34,20 @@ pub fn api_over(ice_ip: IpAddr, conn: Option<ImpairedConn>) -> anyhow::Result<AP
         webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio,
         None,
     )?;
+    // As browsers do: a simulcast camera's layers are told apart by these.
+    for uri in [
+        webrtc::sdp::extmap::SDES_MID_URI,
+        webrtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        webrtc::sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ] {
+        m.register_header_extension(
+            webrtc::rtp_transceiver::rtp_codec::RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Video,
+            None,
+        )?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut m)?;
     let mut s = SettingEngine::default();
     s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);

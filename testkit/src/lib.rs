@@ -32,6 +32,6 @@ pub use api::{api, api_over};
 pub use audio_level::AUDIO_LEVEL_URI;
 pub use impair::{ImpairedConn, Impairment, LinkCounters};
 pub use payload::{check_payload, make_payload};
-pub use peer::{PeerOptions, TestPeer};
+pub use peer::{PeerOptions, TestPeer, SIMULCAST_LAYERS};
 pub use signaling::{candidate_message, JoinError};
-pub use state::{PeerState, TrackStats};
+pub use state::{LayerStats, PeerState, TrackStats};

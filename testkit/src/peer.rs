@@ -29,7 +29,7 @@ use crate::answer::LocalTracks;
 use crate::api::api_over;
 use crate::audio_level::{LevelSource, NO_LEVEL};
 use crate::impair::{ImpairedConn, Impairment, LinkCounters};
-use crate::media_source::{opus_track, publish, vp8_track};
+use crate::media_source::{opus_track, publish, vp8_layer, vp8_track, Numbering};
 use crate::receive::{count_keyframe_requests, receive};
 use crate::signaling::{
     candidate_message, join_room, signal_loop, write_loop, Accepted, JoinError,
@@ -56,7 +56,17 @@ pub struct PeerOptions {
     pub impairment: Option<Impairment>,
     /// Use only relayed (TURN) candidates, from the ICE servers the server hands out.
     pub relay_only: bool,
+    /// Send the camera as simulcast when the server asks for it: layers `q`, `h` and `f`
+    /// (see [`SIMULCAST_LAYERS`]), each with its own SSRC, random sequence and timestamp
+    /// starts, and its mark in the payload counters. Without it the peer sends one stream and
+    /// its answers decline simulcast, as a browser without layers does.
+    pub simulcast: bool,
 }
+
+/// A simulcast camera's layers, lowest first: RID and payload bytes as a share of
+/// [`PeerOptions::video_payload_bytes`] (so the layers' bitrates rank them, as picture sizes
+/// would). Packets of layer `i` carry mark `i + 1` in their counters' top byte.
+pub const SIMULCAST_LAYERS: [(&str, usize); 3] = [("q", 4), ("h", 2), ("f", 1)];
 
 impl Default for PeerOptions {
     fn default() -> Self {
@@ -69,6 +79,7 @@ impl Default for PeerOptions {
             ice: true,
             impairment: None,
             relay_only: false,
+            simulcast: false,
         }
     }
 }
@@ -184,7 +195,8 @@ impl TestPeer {
                 .context("creating peer connection")?,
         );
         // Tracks added before the first offer is applied take the server's recvonly m-lines.
-        let mut local_tracks = Vec::new();
+        let mut local_tracks: Vec<(Arc<TrackLocalStaticRTP>, u32, usize, Numbering)> = Vec::new();
+        let mut layer_senders = Vec::new();
         let audio_level = Arc::new(AtomicU8::new(NO_LEVEL));
         let mut audio_sender = None;
         let mut video_sender = None;
@@ -203,9 +215,40 @@ impl TestPeer {
                     muted: false,
                 },
             );
-            local_tracks.push((t, 50u32, 120usize));
+            local_tracks.push((t, 50u32, 120usize, Numbering::default()));
         }
-        if options.video {
+        if options.video && options.simulcast {
+            let layers: Vec<_> = SIMULCAST_LAYERS
+                .iter()
+                .map(|(rid, _)| vp8_layer(&id, rid))
+                .collect();
+            let sender = pc
+                .add_track(layers[0].clone() as Arc<dyn TrackLocal + Send + Sync>)
+                .await
+                .context("adding video")?;
+            for layer in &layers[1..] {
+                sender
+                    .add_encoding(layer.clone() as Arc<dyn TrackLocal + Send + Sync>)
+                    .await
+                    .context("adding a simulcast layer")?;
+            }
+            track_meta.insert(
+                layers[0].id().to_owned(),
+                TrackMetadata {
+                    source: TrackSource::Camera,
+                    muted: false,
+                },
+            );
+            for (i, (t, (rid, share))) in layers.into_iter().zip(SIMULCAST_LAYERS).enumerate() {
+                layer_senders.push((sender.clone(), rid.to_owned()));
+                local_tracks.push((
+                    t,
+                    options.video_packets_per_second,
+                    (options.video_payload_bytes / share).max(64),
+                    Numbering::layer(i as u8 + 1),
+                ));
+            }
+        } else if options.video {
             let t = vp8_track(&id, "video");
             let sender = pc
                 .add_track(t.clone() as Arc<dyn TrackLocal + Send + Sync>)
@@ -223,6 +266,7 @@ impl TestPeer {
                 t,
                 options.video_packets_per_second,
                 options.video_payload_bytes,
+                Numbering::default(),
             ));
         }
 
@@ -261,14 +305,23 @@ impl TestPeer {
             state_tx.clone(),
             local.clone(),
             options.ice,
+            options.simulcast,
         )));
         if let Some(sender) = video_sender {
             tasks.push(tokio::spawn(count_keyframe_requests(
                 sender,
+                None,
                 Arc::downgrade(&state_tx),
             )));
         }
-        for (track, pps, size) in local_tracks {
+        for (sender, rid) in layer_senders {
+            tasks.push(tokio::spawn(count_keyframe_requests(
+                sender,
+                Some(rid),
+                Arc::downgrade(&state_tx),
+            )));
+        }
+        for (track, pps, size, numbering) in local_tracks {
             let level = (track.kind() == RTPCodecType::Audio)
                 .then(|| audio_sender.clone())
                 .flatten()
@@ -277,7 +330,7 @@ impl TestPeer {
                     level: audio_level.clone(),
                     ext_id: None,
                 });
-            tasks.push(tokio::spawn(publish(track, pps, size, level)));
+            tasks.push(tokio::spawn(publish(track, pps, size, numbering, level)));
         }
         // Keep the state sender alive as long as the tasks are.
         let state_weak = Arc::downgrade(&state_tx);

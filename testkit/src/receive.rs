@@ -61,8 +61,15 @@ pub(crate) async fn receive(
                 t.corrupt += 1;
             }
             if let (true, Some(c)) = (ok, counter) {
+                let layer = t.by_layer.entry((c >> 24) as u8).or_default();
+                layer.packets += 1;
+                layer.counters = Some(match layer.counters {
+                    Some((lo, hi)) => (lo.min(c), hi.max(c)),
+                    None => (c, c),
+                });
                 if seen.counters.insert(c) {
                     t.distinct += 1;
+                    layer.distinct += 1;
                 }
                 t.counters = Some(match t.counters {
                     Some((lo, hi)) => (lo.min(c), hi.max(c)),
@@ -78,14 +85,21 @@ pub(crate) async fn receive(
 }
 
 /// Adds the PLIs and FIRs that arrive for `sender`'s track to the peer's
-/// `keyframe_requests`, until the sender or the peer goes.
+/// `keyframe_requests`, until the sender or the peer goes. With `rid`, reads only that
+/// simulcast layer's RTCP and counts it under its RID too.
 pub(crate) async fn count_keyframe_requests(
     sender: Arc<RTCRtpSender>,
+    rid: Option<String>,
     state: std::sync::Weak<watch::Sender<PeerState>>,
 ) {
     use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
     use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-    while let Ok((packets, _)) = sender.read_rtcp().await {
+    loop {
+        let read = match &rid {
+            Some(rid) => sender.read_rtcp_simulcast(rid).await,
+            None => sender.read_rtcp().await,
+        };
+        let Ok((packets, _)) = read else { return };
         let n = packets
             .iter()
             .filter(|p| {
@@ -95,7 +109,12 @@ pub(crate) async fn count_keyframe_requests(
             .count() as u64;
         if n > 0 {
             let Some(state) = state.upgrade() else { return };
-            state.send_modify(|s| s.keyframe_requests += n);
+            state.send_modify(|s| {
+                s.keyframe_requests += n;
+                if let Some(rid) = &rid {
+                    *s.keyframe_requests_by_rid.entry(rid.clone()).or_default() += n;
+                }
+            });
         }
     }
 }

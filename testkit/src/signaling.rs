@@ -183,6 +183,7 @@ pub(crate) async fn signal_loop(
     state: Arc<watch::Sender<PeerState>>,
     local: LocalTracks,
     ice: bool,
+    simulcast: bool,
 ) {
     while let Some(frame) = stream.next().await {
         let text = match frame {
@@ -233,7 +234,7 @@ pub(crate) async fn signal_loop(
                     // The offer may carry the server's candidates already; ignore them too.
                     sdp_offer.sdp = strip_sdp_lines(&sdp_offer.sdp, CANDIDATE_LINES);
                 }
-                let reply = answer(&pc, sdp_offer, &mid_to_track_id, &local)
+                let reply = answer(&pc, sdp_offer, &mid_to_track_id, &local, simulcast)
                     .await
                     .map(|reply| {
                         if ice {

@@ -28,6 +28,30 @@ pub struct TrackStats {
     pub longest_gap: Duration,
     /// Packets that carried an audio level (the extension negotiated for this track).
     pub with_audio_level: u64,
+    /// What arrived by the publisher's layer mark (the payload counter's top byte: 0 for a
+    /// track without simulcast, else the layer's place, 1 for the lowest).
+    pub by_layer: BTreeMap<u8, LayerStats>,
+}
+
+/// What one simulcast layer of a received track delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Packets received.
+    pub packets: u64,
+    /// Distinct publisher packets.
+    pub distinct: u64,
+    /// The lowest and highest payload counters received.
+    pub counters: Option<(u32, u32)>,
+}
+
+impl LayerStats {
+    /// Distinct packets received ÷ packets the publisher sent in the counter range seen.
+    pub fn delivery(&self) -> f64 {
+        match self.counters {
+            Some((lo, hi)) => self.distinct as f64 / (f64::from(hi - lo) + 1.0),
+            None => 0.0,
+        }
+    }
 }
 
 impl TrackStats {
@@ -64,6 +88,8 @@ pub struct PeerState {
     pub offers: u32,
     /// Keyframe requests (PLI/FIR) the server sent for our own video.
     pub keyframe_requests: u64,
+    /// The same, by simulcast layer (RID) of our camera, when it sends layers.
+    pub keyframe_requests_by_rid: BTreeMap<String, u64>,
     /// Error frames received (top-level and media-level).
     pub errors: Vec<String>,
     /// The refusal, if the join was denied.

@@ -6,6 +6,7 @@
 mod downlink;
 mod ice;
 mod negotiation;
+mod simulcast_sdp;
 mod uplink;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,7 +42,7 @@ pub enum RtcEvent {
     LocalCandidate(RTCIceCandidateInit),
     /// The connection's state changed.
     State(RTCPeerConnectionState),
-    /// The client started sending a track on this mid.
+    /// The client started sending a stream on this mid (one per simulcast layer).
     RemoteTrack(Arc<TrackRemote>, Option<String>),
 }
 
@@ -107,6 +108,8 @@ pub struct Peer {
     connect_deadline: Option<Instant>,
     /// Fan-out shards for the tracks this peer publishes.
     fanout_shards: usize,
+    /// Ask the client's camera for simulcast layers (`--simulcast`).
+    simulcast: bool,
 }
 
 impl Peer {
@@ -175,6 +178,7 @@ impl Peer {
             connect_timeout: app.config.ice_connect_timeout(),
             connect_deadline: None,
             fanout_shards: app.config.fanout_shards(),
+            simulcast: app.config.simulcast,
         };
         Ok((peer, rx))
     }
@@ -242,15 +246,11 @@ impl Peer {
                 }
             }
             RtcEvent::RemoteTrack(remote, mid) => {
-                let slot = self
-                    .uplinks
-                    .iter_mut()
-                    .find(|u| mid.is_some() && u.transceiver.mid().as_deref() == mid.as_deref());
+                let slot = self.uplinks.iter().position(|u| {
+                    mid.is_some() && u.transceiver.mid().as_deref() == mid.as_deref()
+                });
                 match slot {
-                    Some(slot) => {
-                        slot.remote = Some(remote);
-                        self.reconcile();
-                    }
+                    Some(i) => self.add_remote(i, remote),
                     None => {
                         warn!(parent: &self.span, ?mid, "RTP on an m-line that is not an uplink")
                     }

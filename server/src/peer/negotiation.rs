@@ -12,6 +12,7 @@ use tracing::{debug, info};
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
+use super::simulcast_sdp;
 use super::uplink::add_uplink;
 use super::{Peer, PeerError, Refusal};
 use crate::sdp_answer::{self, AnswerError};
@@ -28,6 +29,8 @@ pub(super) struct Negotiation {
     /// The next offer restarts ICE (asked for while an offer was out, or now).
     pub(super) ice_restart: bool,
     pub(super) answer_deadline: Option<Instant>,
+    /// An answer has been applied: offers are no longer edited for simulcast.
+    pub(super) answered: bool,
 }
 
 impl Peer {
@@ -72,10 +75,21 @@ impl Peer {
         });
         let offer = self.pc.create_offer(options).await?;
         self.pc.set_local_description(offer).await?;
-        let sdp = match self.pc.local_description().await {
+        let mut sdp = match self.pc.local_description().await {
             Some(d) => as_dtls_client(&d.sdp),
             None => return Err(PeerError::Rtc(webrtc::Error::ErrNoRemoteDescription)),
         };
+        if self.simulcast && !self.negotiation.answered {
+            // The camera's m-line: the first video uplink, made with the connection.
+            let camera = self
+                .uplinks
+                .iter()
+                .find(|u| u.kind == RTPCodecType::Video)
+                .and_then(|u| u.transceiver.mid());
+            if let Some(mid) = camera {
+                sdp = simulcast_sdp::offer_layers(&sdp, &mid);
+            }
+        }
         let mid_to_track_id = self
             .slots
             .iter()
@@ -123,6 +137,7 @@ impl Peer {
             .map_err(PeerError::BadAnswer)?;
         self.negotiation.in_flight = false;
         self.negotiation.answer_deadline = None;
+        self.negotiation.answered = true;
         // The first of the candidates that could not be added is the one reported.
         let mut refused = None;
         for init in std::mem::take(&mut self.early_candidates) {

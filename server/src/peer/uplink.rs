@@ -25,8 +25,9 @@ use plan::Plan;
 pub(super) struct UplinkSlot {
     pub(super) transceiver: Arc<RTCRtpTransceiver>,
     pub(super) kind: RTPCodecType,
-    /// Set by the first RTP (`on_track`); kept for publishing again after a stop.
-    pub(super) remote: Option<Arc<TrackRemote>>,
+    /// What the client sends on it, one stream per simulcast layer (one without), set as
+    /// each starts (`on_track`); kept for publishing again after a stop.
+    pub(super) layers: Vec<Arc<TrackRemote>>,
     pub(super) published: Option<Published>,
 }
 
@@ -50,7 +51,7 @@ impl Peer {
             let mapped = self.mid_to_local.get(mid.as_str()).cloned();
             let published = slot.published.as_ref().map(|p| p.local_id.as_deref());
             match plan::plan(
-                slot.remote.is_some(),
+                !slot.layers.is_empty(),
                 self.uses_mid_map,
                 mapped.as_deref(),
                 published,
@@ -111,9 +112,44 @@ impl Peer {
         self.room.update_track(&self.id, &server_id, metadata)
     }
 
+    /// A stream started on uplink `i`: kept (replacing one of the same RID, which a
+    /// restarted stream is), forwarded at once if the track is published, else published when
+    /// the plan says so.
+    pub(super) fn add_remote(&mut self, i: usize, remote: Arc<TrackRemote>) {
+        debug!(parent: &self.span, rid = remote.rid(), ssrc = remote.ssrc(), "stream started");
+        let slot = &mut self.uplinks[i];
+        match slot.layers.iter().position(|l| l.rid() == remote.rid()) {
+            Some(j) => slot.layers[j] = remote.clone(),
+            None => slot.layers.push(remote.clone()),
+        }
+        match &slot.published {
+            Some(p) => {
+                let (track, cancel) = (p.track.clone(), p.forwarder.clone());
+                self.start_layer(remote, track, cancel);
+            }
+            None => self.reconcile(),
+        }
+    }
+
+    /// Starts the task that forwards one layer of `track`.
+    fn start_layer(
+        &self,
+        remote: Arc<TrackRemote>,
+        track: Arc<PublishedTrack>,
+        cancel: CancellationToken,
+    ) {
+        let layer = track.add_layer(&remote);
+        let voice = self.voice_watch(&remote, &track);
+        tokio::spawn(
+            forwarder::forward(remote, track, layer, self.stats.clone(), cancel, voice)
+                .instrument(self.span.clone()),
+        );
+    }
+
     /// Publishes what uplink `i` receives under a new track id, with a fresh forwarder.
     pub(super) fn publish(&mut self, i: usize, local_id: Option<String>) {
-        let Some(remote) = self.uplinks[i].remote.clone() else {
+        let layers = self.uplinks[i].layers.clone();
+        let Some(remote) = layers.first().cloned() else {
             return;
         };
         let kind = remote.kind();
@@ -138,19 +174,11 @@ impl Peer {
             self.stats.clone(),
             self.fanout_shards,
         ));
-        info!(parent: &self.span, track = %track.id, %kind, ?local_id, "publishing");
+        info!(parent: &self.span, track = %track.id, %kind, ?local_id, layers = layers.len(), "publishing");
         let cancel = self.tasks.child_token();
-        let voice = self.voice_watch(&remote, &track);
-        tokio::spawn(
-            forwarder::forward(
-                remote,
-                track.clone(),
-                self.stats.clone(),
-                cancel.clone(),
-                voice,
-            )
-            .instrument(self.span.clone()),
-        );
+        for remote in layers {
+            self.start_layer(remote, track.clone(), cancel.clone());
+        }
         self.uplinks[i].published = Some(Published {
             track: track.clone(),
             local_id,
@@ -218,7 +246,7 @@ pub(super) async fn add_uplink(
     Ok(UplinkSlot {
         transceiver,
         kind,
-        remote: None,
+        layers: Vec::new(),
         published: None,
     })
 }

@@ -12,7 +12,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 
 use super::{ExtraTrack, TestPeer};
-use crate::media_source::{publish, vp8_track};
+use crate::media_source::{publish, vp8_track, Numbering};
 use crate::receive::count_keyframe_requests;
 
 impl TestPeer {
@@ -52,6 +52,7 @@ impl TestPeer {
         // Counted with the camera's in `keyframe_requests`; ends with the connection.
         tokio::spawn(count_keyframe_requests(
             sender.clone(),
+            None,
             self.state_tx.clone(),
         ));
         let publishing = sending.then(|| self.start_publishing(track.clone()));
@@ -70,6 +71,7 @@ impl TestPeer {
             track,
             self.video_packets_per_second,
             self.video_payload_bytes,
+            Numbering::default(),
             None,
         ))
     }

@@ -1,0 +1,410 @@
+//! A published track's layers: the streams one camera sends at several sizes (simulcast), each
+//! measured as it arrives, and which one is forwarded. A track without simulcast has one layer,
+//! always forwarded.
+//!
+//! Layers are ranked by what they carry — the picture size of their keyframes, else their
+//! bitrate — never by their RID names, which a sender may use as it likes. Browsers start and
+//! stop layers as their bandwidth and CPU allow, so a layer silent for [`SILENCE`] counts as
+//! gone and the next best is forwarded.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use webrtc::interceptor::Attributes;
+use webrtc::rtp::packet::Packet;
+
+use crate::nack::{SourceTag, GENERATION_ATTRIBUTE};
+use crate::vp8::{self, Size};
+
+/// A layer that sent nothing for this long is not forwarded.
+pub const SILENCE: Duration = Duration::from_secs(1);
+
+/// How often a layer's task looks again at which layer to forward.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// The window over which a layer's bitrate is measured.
+const BITRATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// One stream of a published track, as the publisher sends it.
+pub struct Layer {
+    /// Its RTP stream id (`a=rid`), empty without simulcast.
+    pub rid: String,
+    /// Its SSRC on the publisher's connection (where keyframe requests go).
+    pub ssrc: u32,
+    /// Its packets' numbering and NACK history: one per layer, since a history is forgotten
+    /// whenever the SSRC it keeps changes.
+    pub(crate) source: SourceTag,
+    /// Whether this is the layer being forwarded.
+    selected: AtomicBool,
+    meter: Mutex<Meter>,
+}
+
+/// What is known of a layer from its packets.
+#[derive(Debug, Default)]
+struct Meter {
+    last: Option<Instant>,
+    size: Option<Size>,
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    /// Bits per second over the last full window.
+    bitrate: u64,
+}
+
+impl Meter {
+    /// Counts one packet; true when it was a keyframe of a size not seen before.
+    fn on_packet(&mut self, now: Instant, packet: &Packet, video: bool) -> bool {
+        self.last = Some(now);
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += packet.payload.len() as u64;
+        let elapsed = now.duration_since(start);
+        if elapsed >= BITRATE_WINDOW {
+            self.bitrate = self.window_bytes * 8 * 1000 / (elapsed.as_millis() as u64).max(1);
+            self.window_start = Some(now);
+            self.window_bytes = 0;
+        }
+        if !video {
+            return false;
+        }
+        match vp8::keyframe_size(&packet.payload) {
+            Some(size) if self.size != Some(size) => {
+                self.size = Some(size);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn reading(&self, now: Instant) -> Reading {
+        Reading {
+            live: self.last.is_some_and(|t| now.duration_since(t) < SILENCE),
+            area: self.size.map_or(0, Size::area),
+            bitrate: self.bitrate,
+        }
+    }
+}
+
+/// A layer's state as the choice sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// It sent something within [`SILENCE`].
+    pub live: bool,
+    /// Pixels in its last keyframe; 0 until one is seen.
+    pub area: u32,
+    /// Bits per second.
+    pub bitrate: u64,
+}
+
+/// Which layer to forward: the current one while it is live and none is clearly better
+/// (bigger pictures, or at the same size over 1.5 times the bitrate), else the best live one.
+/// `None` when no layer is live.
+pub fn choose(current: Option<usize>, readings: &[Reading]) -> Option<usize> {
+    let best = readings
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.live)
+        // Ties go to the earlier layer, so the choice is stable.
+        .max_by(|(i, a), (j, b)| (a.area, a.bitrate, j).cmp(&(b.area, b.bitrate, i)))
+        .map(|(i, _)| i);
+    let Some(cur) = current.filter(|&c| readings.get(c).is_some_and(|r| r.live)) else {
+        return best;
+    };
+    match best {
+        Some(b) if b != cur => {
+            let (c, n) = (readings[cur], readings[b]);
+            let better = n.area > c.area || (n.area == c.area && n.bitrate * 2 > c.bitrate * 3);
+            Some(if better { b } else { cur })
+        }
+        _ => Some(cur),
+    }
+}
+
+/// The layers of one published track and the choice among them.
+pub struct Layers {
+    video: bool,
+    state: Mutex<Choice>,
+    /// Bumped at every change of the forwarded layer, and written with each forwarded packet:
+    /// a subscriber's numbering then tells a return to an earlier layer from a late packet
+    /// of it.
+    generation: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Choice {
+    layers: Vec<Arc<Layer>>,
+    current: Option<usize>,
+}
+
+/// A layer task's own view of the choice.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    /// When to look at the choice again.
+    recheck: Option<Instant>,
+    /// Whether its last packet was forwarded.
+    forwarding: bool,
+    /// The choice's generation at its last packet.
+    generation: usize,
+}
+
+/// What a layer's task does with the packet it just read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Forward,
+    /// Forward it: its layer has just become the forwarded one (ask it for a keyframe).
+    Switched,
+    /// Drop it: another layer is forwarded.
+    Skip,
+}
+
+impl Layers {
+    /// No layers yet; `video` ones are sized from their keyframes.
+    pub fn new(video: bool) -> Layers {
+        Layers {
+            video,
+            state: Mutex::default(),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a layer; one with the same RID (its stream started again) replaces the old one.
+    pub fn add(&self, rid: &str, ssrc: u32) -> Arc<Layer> {
+        let layer = Arc::new(Layer {
+            rid: rid.to_owned(),
+            ssrc,
+            source: SourceTag::new(self.video),
+            selected: AtomicBool::new(false),
+            meter: Mutex::default(),
+        });
+        if let Ok(mut choice) = self.state.lock() {
+            match choice.layers.iter().position(|l| l.rid == rid) {
+                Some(i) => {
+                    choice.layers[i].selected.store(false, Ordering::Relaxed);
+                    choice.layers[i] = layer.clone();
+                    if choice.current == Some(i) {
+                        choice.current = None;
+                    }
+                }
+                None => choice.layers.push(layer.clone()),
+            }
+        }
+        // A replaced layer may have been the forwarded one: the others need not wait.
+        self.rechoose(Instant::now());
+        layer
+    }
+
+    /// How many layers have been seen.
+    pub fn count(&self) -> usize {
+        self.state.lock().map_or(0, |c| c.layers.len())
+    }
+
+    /// The forwarded layer's SSRC, where keyframe requests go.
+    pub fn selected_ssrc(&self) -> Option<u32> {
+        let choice = self.state.lock().ok()?;
+        Some(choice.layers.get(choice.current?)?.ssrc)
+    }
+
+    /// Each layer's RID, SSRC and reading, in the order they arrived.
+    pub fn readings(&self, now: Instant) -> Vec<(String, u32, Reading)> {
+        let Ok(choice) = self.state.lock() else {
+            return Vec::new();
+        };
+        choice
+            .layers
+            .iter()
+            .map(|l| (l.rid.clone(), l.ssrc, l.reading(now)))
+            .collect()
+    }
+
+    /// The generation to write forwarded packets with.
+    pub fn generation(&self) -> usize {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Measures a packet of `layer` and says what to do with it. `cursor` is the layer
+    /// task's own: when it last looked at the choice, and whether it was forwarding.
+    pub fn on_packet(&self, layer: &Layer, packet: &Packet, cursor: &mut Cursor) -> Verdict {
+        let now = Instant::now();
+        let (first, new_size) = match layer.meter.lock() {
+            Ok(mut m) => (m.last.is_none(), m.on_packet(now, packet, self.video)),
+            Err(_) => (false, false),
+        };
+        if first || new_size || cursor.recheck.is_none_or(|t| now >= t) {
+            cursor.recheck = Some(now + RECHECK);
+            self.rechoose(now);
+        }
+        let forwarding = layer.selected.load(Ordering::Relaxed);
+        let generation = self.generation();
+        let was = std::mem::replace(&mut cursor.forwarding, forwarding);
+        // Another layer may have been forwarded in between, unseen by this task.
+        let same = std::mem::replace(&mut cursor.generation, generation) == generation;
+        match (forwarding, was && same) {
+            (false, _) => Verdict::Skip,
+            (true, false) => Verdict::Switched,
+            (true, true) => Verdict::Forward,
+        }
+    }
+
+    fn rechoose(&self, now: Instant) {
+        let Ok(mut choice) = self.state.lock() else {
+            return;
+        };
+        let readings: Vec<Reading> = choice.layers.iter().map(|l| l.reading(now)).collect();
+        let next = choose(choice.current, &readings);
+        if next == choice.current {
+            return;
+        }
+        if let Some(l) = choice.current.and_then(|c| choice.layers.get(c)) {
+            l.selected.store(false, Ordering::Relaxed);
+        }
+        if let Some(l) = next.and_then(|n| choice.layers.get(n)) {
+            l.selected.store(true, Ordering::Relaxed);
+            tracing::debug!(rid = %l.rid, ssrc = l.ssrc, ?readings, "forwarding layer");
+        }
+        choice.current = next;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Layer {
+    fn reading(&self, now: Instant) -> Reading {
+        self.meter.lock().map_or(
+            Reading {
+                live: false,
+                area: 0,
+                bitrate: 0,
+            },
+            |m| m.reading(now),
+        )
+    }
+
+    /// The attributes to write this layer's packets with in `generation`.
+    pub fn attributes(&self, generation: usize) -> Attributes {
+        let mut a = self.source.attributes().clone();
+        a.insert(GENERATION_ATTRIBUTE, generation);
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(live: bool, area: u32, bitrate: u64) -> Reading {
+        Reading {
+            live,
+            area,
+            bitrate,
+        }
+    }
+
+    #[test]
+    fn the_biggest_live_picture_is_forwarded() {
+        let q = r(true, 320 * 180, 150_000);
+        let h = r(true, 640 * 360, 500_000);
+        let f = r(true, 1280 * 720, 1_500_000);
+        // Whatever the order the layers arrived in.
+        assert_eq!(choose(None, &[q, h, f]), Some(2));
+        assert_eq!(choose(None, &[f, q, h]), Some(0));
+        assert_eq!(
+            choose(Some(0), &[q, h, f]),
+            Some(2),
+            "up as soon as it is seen"
+        );
+        // f went quiet: the next best, and back once f is live again.
+        let f_gone = r(false, 1280 * 720, 1_500_000);
+        assert_eq!(choose(Some(2), &[q, h, f_gone]), Some(1));
+        assert_eq!(choose(Some(1), &[q, h, f]), Some(2));
+        assert_eq!(choose(Some(1), &[r(false, 0, 0); 3]), None, "nothing live");
+    }
+
+    #[test]
+    fn sizes_outrank_bitrate_and_bitrate_needs_a_clear_lead() {
+        // No keyframe seen yet: bitrate decides.
+        assert_eq!(choose(None, &[r(true, 0, 100), r(true, 0, 300)]), Some(1));
+        // A known size beats a higher bitrate of unknown size.
+        assert_eq!(
+            choose(Some(1), &[r(true, 1, 100), r(true, 0, 300)]),
+            Some(0)
+        );
+        // Same size: the current keeps its place unless another has 1.5 times its bitrate.
+        let cur = r(true, 100, 1000);
+        assert_eq!(choose(Some(0), &[cur, r(true, 100, 1400)]), Some(0));
+        assert_eq!(choose(Some(0), &[cur, r(true, 100, 1501)]), Some(1));
+        // A smaller picture never takes over from a live bigger one.
+        assert_eq!(choose(Some(0), &[cur, r(true, 50, 9000)]), Some(0));
+        // Ties go to the first.
+        assert_eq!(choose(None, &[r(true, 5, 5), r(true, 5, 5)]), Some(0));
+        // A current index out of range is no current.
+        assert_eq!(choose(Some(7), &[r(true, 5, 5)]), Some(0));
+    }
+
+    fn vp8_key(w: u16, h: u16) -> Packet {
+        let mut payload = vec![0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
+        payload.extend_from_slice(&w.to_le_bytes());
+        payload.extend_from_slice(&h.to_le_bytes());
+        payload.resize(100, 0);
+        Packet {
+            payload: payload.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_is_forwarded_while_it_is_the_best_live_one() {
+        let layers = Layers::new(true);
+        let q = layers.add("q", 1);
+        let f = layers.add("f", 3);
+        let (mut rq, mut rf) = (Cursor::default(), Cursor::default());
+        // The first packet of the only layer that has sent anything is forwarded.
+        assert_eq!(
+            layers.on_packet(&q, &vp8_key(320, 180), &mut rq),
+            Verdict::Switched
+        );
+        assert_eq!(
+            layers.on_packet(&q, &vp8_key(320, 180), &mut rq),
+            Verdict::Forward
+        );
+        assert_eq!(layers.selected_ssrc(), Some(1));
+        let g = layers.generation();
+        // A bigger keyframe takes over at once.
+        assert_eq!(
+            layers.on_packet(&f, &vp8_key(1280, 720), &mut rf),
+            Verdict::Switched
+        );
+        assert_eq!(
+            layers.on_packet(&q, &vp8_key(320, 180), &mut rq),
+            Verdict::Skip
+        );
+        assert_eq!(layers.selected_ssrc(), Some(3));
+        assert!(layers.generation() > g);
+        // f falls silent: after a second q is forwarded again, then f when it returns.
+        tokio::time::advance(SILENCE).await;
+        assert_eq!(
+            layers.on_packet(&q, &vp8_key(320, 180), &mut rq),
+            Verdict::Switched
+        );
+        assert_eq!(
+            layers.on_packet(&f, &vp8_key(1280, 720), &mut rf),
+            Verdict::Switched
+        );
+        // A restarted f replaces the old one and must be seen again.
+        let f2 = layers.add("f", 4);
+        assert_eq!(layers.count(), 2);
+        assert_eq!(
+            layers.selected_ssrc(),
+            Some(1),
+            "q at once, not after a silence"
+        );
+        assert_eq!(
+            layers.on_packet(&q, &vp8_key(320, 180), &mut rq),
+            Verdict::Switched
+        );
+        assert_eq!(
+            layers.on_packet(&f2, &vp8_key(1280, 720), &mut rf),
+            Verdict::Switched
+        );
+        assert_eq!(layers.selected_ssrc(), Some(4));
+    }
+}
