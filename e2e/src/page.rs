@@ -323,30 +323,38 @@ impl Page {
         }
     }
 
+    /// Runs `body` on the page's peer connection's `getStats()` report: JavaScript with the
+    /// report as `stats`, answering with `done(value)`. Fails when the page has no connection or
+    /// the value is `null`.
+    pub async fn with_stats(&self, body: &str) -> Result<Value> {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             const pc = window.videoroomPeerConnection;
+             if (!pc) {{ done(null); return; }}
+             pc.getStats().then(stats => {{ {body} }}, () => done(null));"
+        );
+        let v = self.client.execute_async(&script, vec![]).await?;
+        if v.is_null() {
+            bail!("{}: no peer connection statistics", self.name());
+        }
+        Ok(v)
+    }
+
     /// Inbound RTP bytes per kind from the page's peer connection (via `getStats`).
     pub async fn inbound_bytes(&self) -> Result<(u64, u64)> {
         let v = self
-            .client
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 const pc = window.videoroomPeerConnection;
-                 if (!pc) { done(null); return; }
-                 pc.getStats().then(stats => {
-                   let audio = 0, video = 0;
-                   stats.forEach(s => {
-                     if (s.type === 'inbound-rtp') {
-                       if (s.kind === 'audio') audio += s.bytesReceived || 0;
-                       if (s.kind === 'video') video += s.bytesReceived || 0;
-                     }
-                   });
-                   done([audio, video]);
-                 }, () => done(null));",
-                vec![],
+            .with_stats(
+                "let audio = 0, video = 0;
+                 stats.forEach(s => {
+                   if (s.type === 'inbound-rtp') {
+                     if (s.kind === 'audio') audio += s.bytesReceived || 0;
+                     if (s.kind === 'video') video += s.bytesReceived || 0;
+                   }
+                 });
+                 done([audio, video]);",
             )
             .await?;
-        let pair = v
-            .as_array()
-            .ok_or_else(|| anyhow!("{}: no peer connection exposed for getStats", self.name()))?;
+        let pair = v.as_array().map(Vec::as_slice).unwrap_or_default();
         Ok((
             pair.first().and_then(Value::as_u64).unwrap_or(0),
             pair.get(1).and_then(Value::as_u64).unwrap_or(0),
@@ -356,27 +364,18 @@ impl Page {
     /// The page's outbound video streams (via `getStats`): one per simulcast layer, else one.
     pub async fn outbound_video(&self) -> Result<Vec<OutboundVideo>> {
         let v = self
-            .client
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 const pc = window.videoroomPeerConnection;
-                 if (!pc) { done(null); return; }
-                 pc.getStats().then(stats => {
-                   const out = [];
-                   stats.forEach(s => {
-                     if (s.type === 'outbound-rtp' && s.kind === 'video') {
-                       out.push([s.rid || '', s.bytesSent || 0, s.frameWidth || 0,
-                                 s.frameHeight || 0]);
-                     }
-                   });
-                   done(out);
-                 }, () => done(null));",
-                vec![],
+            .with_stats(
+                "const out = [];
+                 stats.forEach(s => {
+                   if (s.type === 'outbound-rtp' && s.kind === 'video') {
+                     out.push([s.rid || '', s.bytesSent || 0, s.frameWidth || 0,
+                               s.frameHeight || 0]);
+                   }
+                 });
+                 done(out);",
             )
             .await?;
-        let rows = v
-            .as_array()
-            .ok_or_else(|| anyhow!("{}: no peer connection exposed for getStats", self.name()))?;
+        let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
         Ok(rows
             .iter()
             .filter_map(Value::as_array)
@@ -391,6 +390,49 @@ impl Page {
                 height: r.get(3).and_then(Value::as_u64).unwrap_or(0),
             })
             .collect())
+    }
+
+    /// The frame height of the video received from each remote camera, per `inbound-rtp`
+    /// stream that has decoded a frame (via `getStats`).
+    pub async fn inbound_video_heights(&self) -> Result<Vec<u64>> {
+        let v = self
+            .with_stats(
+                "const out = [];
+                 stats.forEach(s => {
+                   if (s.type === 'inbound-rtp' && s.kind === 'video' && s.frameHeight) {
+                     out.push(s.frameHeight);
+                   }
+                 });
+                 done(out);",
+            )
+            .await?;
+        let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(rows.iter().filter_map(Value::as_u64).collect())
+    }
+
+    /// Turns the camera's simulcast encoding `rid` on or off, as a page may with
+    /// `RTCRtpSender.setParameters` (and browsers do by themselves under load).
+    pub async fn set_encoding_active(&self, rid: &str, active: bool) -> Result<()> {
+        let v = self
+            .client
+            .execute_async(
+                "const [rid, active, done] = arguments;
+                 const pc = window.videoroomPeerConnection;
+                 const sender = pc && pc.getSenders()
+                   .find(s => s.track && s.track.kind === 'video');
+                 if (!sender) { done('no video sender'); return; }
+                 const p = sender.getParameters();
+                 const e = (p.encodings || []).find(e => e.rid === rid);
+                 if (!e) { done('no encoding ' + rid + ' in ' + JSON.stringify(p.encodings)); return; }
+                 e.active = active;
+                 sender.setParameters(p).then(() => done(''), err => done(String(err)));",
+                vec![Value::from(rid), Value::from(active)],
+            )
+            .await?;
+        match v.as_str() {
+            Some("") => Ok(()),
+            other => bail!("{}: setParameters: {other:?}", self.name()),
+        }
     }
 
     /// Clicks the element matching `css`.

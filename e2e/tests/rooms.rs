@@ -504,6 +504,88 @@ async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
     Ok(())
 }
 
+/// Scenario 11: with `--simulcast`, a Chromium publisher turns its top encoding off and on; a
+/// Firefox viewer keeps playing throughout, at a smaller size while it is off.
+async fn simulcast_top_layer_off_and_on(publisher: Browser, viewer: Browser) -> Result<()> {
+    let app = App::start(|c| c.simulcast = true).await?;
+    let room = room("simulcast-switch");
+    let ada = open(publisher, "Ada").await?;
+    let bob = open(viewer, "Bob").await?;
+    ada.join(&app.base, &room, "Ada").await?;
+    ada.wait_in_room().await?;
+    bob.join(&app.base, &room, "Bob").await?;
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    // Ada's encodings with bytes flowing, lowest first by size.
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    let mut sending = loop {
+        let mut layers: Vec<_> = ada
+            .outbound_video()
+            .await?
+            .into_iter()
+            .filter(|o| !o.rid.is_empty() && o.height > 0)
+            .collect();
+        if layers.len() >= 2 || tokio::time::Instant::now() > deadline {
+            layers.sort_by_key(|o| o.height);
+            break layers;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(
+        sending.len() >= 2,
+        "{publisher}: fewer than two layers: {sending:?}"
+    );
+    let top = sending.pop().expect("two layers");
+    let next = sending.pop().expect("two layers");
+    // Waits until Bob decodes Ada's video at `height`, and it keeps coming.
+    let wait_height = |height: u64, why: &'static str| {
+        let bob = &bob;
+        async move {
+            let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+            loop {
+                let heights = bob.inbound_video_heights().await?;
+                if heights.contains(&height) {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{viewer}: {why}: Bob's video is {heights:?}, not {height} high"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    wait_height(top.height, "the top layer").await?;
+    ada.set_encoding_active(&top.rid, false).await?;
+    let off = tokio::time::Instant::now();
+    wait_height(next.height, "after the top layer stopped").await?;
+    println!(
+        "[{publisher}→{viewer}] {} off: Bob at {} high after {:?}",
+        top.rid,
+        next.height,
+        off.elapsed()
+    );
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    ada.set_encoding_active(&top.rid, true).await?;
+    let on = tokio::time::Instant::now();
+    wait_height(top.height, "after the top layer came back").await?;
+    println!(
+        "[{publisher}→{viewer}] {} on: Bob at {} high after {:?}",
+        top.rid,
+        top.height,
+        on.elapsed()
+    );
+    bob.wait_remote_playing(1, MEDIA_WAIT).await?;
+    let switches = |s: &std::sync::atomic::AtomicU64| s.load(std::sync::atomic::Ordering::Relaxed);
+    let stats = &app.server.state.stats;
+    println!(
+        "server: {} switches down, {} up",
+        switches(&stats.layer_switches_down),
+        switches(&stats.layer_switches_up)
+    );
+    close_all(vec![ada, bob]).await;
+    Ok(())
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
@@ -565,6 +647,12 @@ mod mixed {
     async fn s10_simulcast_chromium_and_firefox() -> Result<()> {
         let _one = one_at_a_time().await;
         simulcast_layers(Browser::Chromium, Browser::Firefox).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s11_chromium_top_layer_off_and_on_firefox_keeps_playing() -> Result<()> {
+        let _one = one_at_a_time().await;
+        simulcast_top_layer_off_and_on(Browser::Chromium, Browser::Firefox).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

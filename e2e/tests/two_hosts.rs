@@ -207,23 +207,16 @@ fn server_bin() -> std::path::PathBuf {
 /// The selected candidate pair's local candidate type ("host", "prflx", "srflx", "relay").
 async fn local_candidate_type(page: &Page) -> Result<String> {
     let v = page
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             const pc = window.videoroomPeerConnection;
-             if (!pc) { done(null); return; }
-             pc.getStats().then(stats => {
-               let pair = null;
-               stats.forEach(s => {
-                 if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
-               });
-               if (!pair) stats.forEach(s => {
-                 if (s.type === 'candidate-pair' && (s.selected || s.nominated) && s.state === 'succeeded') pair = s;
-               });
-               const local = pair && stats.get(pair.localCandidateId);
-               done(local ? local.candidateType : null);
-             }, () => done(null));",
-            vec![],
+        .with_stats(
+            "let pair = null;
+             stats.forEach(s => {
+               if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+             });
+             if (!pair) stats.forEach(s => {
+               if (s.type === 'candidate-pair' && (s.selected || s.nominated) && s.state === 'succeeded') pair = s;
+             });
+             const local = pair && stats.get(pair.localCandidateId);
+             done(local ? local.candidateType : null);",
         )
         .await?;
     v.as_str()

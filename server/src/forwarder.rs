@@ -2,8 +2,9 @@
 //! SSRC and payload type, to every subscriber bound to one of its local tracks. Also keyframe
 //! requests (PLI) from subscribers back to the publisher, throttled.
 //!
-//! A camera that sends simulcast has a task per layer, and only the layer `layers` chooses
-//! is written; keyframe requests go to that layer's SSRC.
+//! A camera that sends simulcast has a task per layer; every layer's packets go to its shards'
+//! [`LayeredTrack`]s, which give each subscriber the layer chosen for it (`simulcast`).
+//! Keyframe requests go to the SSRC of the layer a subscriber is on or waits for.
 //!
 //! Fan-out is sharded: a track has one local track (a set of subscriber bindings) per core,
 //! written by its own task, so one publisher's packets reach a large audience from every core
@@ -11,9 +12,8 @@
 //! forwarder; the others only fill once it has [`INLINE_SUBSCRIBERS`], so small rooms pay no
 //! task hop.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use protocol::{PeerId, TrackId, TrackMetadata};
 use tokio::sync::mpsc;
@@ -23,21 +23,18 @@ use tracing::{debug, warn, Instrument};
 use webrtc::interceptor::Attributes;
 use webrtc::rtp::packet::Packet;
 
-use crate::layers::{Cursor, Layer, Layers, Verdict};
+use crate::keyframes::KeyframeRequester;
+use crate::layers::{Cursor, Layer, Layers, Ranking, Verdict};
+use crate::simulcast::{LayeredTrack, Switch};
 use crate::voice::VoiceWatch;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 
-/// Keyframe requests to one publisher stream are sent at most this often. A request that comes
-/// sooner is not dropped but sent when the interval ends (one, however many came): the viewer
-/// who asked must still get its keyframe. Browsers' encoders ignore a request within 300 ms of
-/// the last one they honoured (libwebrtc's `kMinKeyframeSendIntervalMs`), so a deferred request
-/// sent any sooner would be lost; the 50 ms over that absorbs jitter on the way to the publisher.
-pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(350);
+pub use crate::keyframes::KEYFRAME_REQUEST_INTERVAL;
+pub use crate::media_stats::MediaStats;
 
 /// Subscribers written inline by the forwarder before any go to another core's shard.
 pub const INLINE_SUBSCRIBERS: usize = 8;
@@ -49,8 +46,17 @@ const SHARD_QUEUE: usize = 256;
 
 /// One share of a track's subscribers: their senders are bound to `local`.
 struct Shard {
-    local: Arc<TrackLocalStaticRTP>,
+    local: Local,
     bound: AtomicUsize,
+}
+
+/// The local track a shard's subscribers are bound to.
+#[derive(Clone)]
+enum Local {
+    /// One stream (audio, or video without simulcast): the crate's track.
+    Plain(Arc<TrackLocalStaticRTP>),
+    /// A simulcast camera: each subscriber on a layer of its own.
+    Layered(Arc<LayeredTrack>),
 }
 
 /// A subscriber's place in one shard of a track: while it lives, the shard counts it.
@@ -60,8 +66,11 @@ pub struct ShardLease {
 
 impl ShardLease {
     /// The local track the subscriber's sender is bound to.
-    pub fn local(&self) -> Arc<TrackLocalStaticRTP> {
-        self.shard.local.clone()
+    pub fn local(&self) -> Arc<dyn TrackLocal + Send + Sync> {
+        match &self.shard.local {
+            Local::Plain(t) => t.clone(),
+            Local::Layered(t) => t.clone(),
+        }
     }
 }
 
@@ -83,27 +92,6 @@ fn pick_shard(bound: &[usize]) -> usize {
     }
 }
 
-/// Server-wide media counters.
-#[derive(Debug, Default)]
-pub struct MediaStats {
-    /// RTP packets received from publishers.
-    pub packets_in: AtomicU64,
-    /// RTP packets written to subscribers (one per subscriber per packet).
-    pub packets_out: AtomicU64,
-    /// RTP payload bytes received from publishers.
-    pub bytes_in: AtomicU64,
-    /// RTP payload bytes written to subscribers.
-    pub bytes_out: AtomicU64,
-    /// Keyframe requests sent to publishers.
-    pub keyframe_requests: AtomicU64,
-    /// Packets handed to another fan-out shard's task (one per shard with subscribers).
-    pub shard_handoffs: AtomicU64,
-    /// Packets a fan-out shard's task could not take because its queue was full.
-    pub shard_drops: AtomicU64,
-    /// Times a simulcast track's forwarded layer changed.
-    pub layer_switches: AtomicU64,
-}
-
 /// A track a participant publishes, as the room and its subscribers see it.
 pub struct PublishedTrack {
     /// `<publisherId>:<uuid>`.
@@ -118,9 +106,13 @@ pub struct PublishedTrack {
     /// that a newcomer learns who is already speaking.
     pub speaking: AtomicBool,
     metadata: Mutex<TrackMetadata>,
-    keyframes: KeyframeRequester,
     /// What the publisher sends of it: one stream, or a camera's simulcast layers.
     pub layers: Layers,
+    /// Whether subscribers get a layer each ([`LayeredTrack`]) rather than one stream.
+    layered: bool,
+    /// Where keyframe requests for its layers go.
+    publisher_pc: Weak<RTCPeerConnection>,
+    stats: Arc<MediaStats>,
 }
 
 impl PublishedTrack {
@@ -128,7 +120,8 @@ impl PublishedTrack {
     ///
     /// Its stream id is the publisher's id, so subscribers get one MediaStream per participant;
     /// its audience is split over `shards` fan-out shards (at least one). `remote` is its
-    /// first layer; [`PublishedTrack::add_layer`] adds the others.
+    /// first layer; [`PublishedTrack::add_layer`] adds the others. A video stream with a RID
+    /// is a simulcast layer: then every subscriber gets a layer of its own.
     pub fn new(
         id: TrackId,
         publisher: PeerId,
@@ -138,14 +131,25 @@ impl PublishedTrack {
         stats: Arc<MediaStats>,
         shards: usize,
     ) -> Self {
+        let layered = remote.kind() == RTPCodecType::Video && !remote.rid().is_empty();
+        let codec = remote.codec().capability;
         let shards = (0..shards.max(1))
             .map(|_| {
-                Arc::new(Shard {
-                    local: Arc::new(TrackLocalStaticRTP::new(
-                        remote.codec().capability,
+                let local = if layered {
+                    Local::Layered(Arc::new(LayeredTrack::new(
+                        codec.clone(),
                         id.clone(),
                         publisher.clone(),
-                    )),
+                    )))
+                } else {
+                    Local::Plain(Arc::new(TrackLocalStaticRTP::new(
+                        codec.clone(),
+                        id.clone(),
+                        publisher.clone(),
+                    )))
+                };
+                Arc::new(Shard {
+                    local,
                     bound: AtomicUsize::new(0),
                 })
             })
@@ -157,19 +161,32 @@ impl PublishedTrack {
             shards,
             speaking: AtomicBool::new(false),
             metadata: Mutex::new(metadata),
-            keyframes: KeyframeRequester {
-                pc: publisher_pc,
-                media_ssrc: Arc::new(AtomicU32::new(remote.ssrc())),
-                throttle: Arc::default(),
-                stats,
-            },
             layers: Layers::new(remote.kind() == RTPCodecType::Video),
+            layered,
+            publisher_pc,
+            stats,
         }
     }
 
     /// One more stream of it (a simulcast layer), read by its own [`forward`] task.
     pub fn add_layer(&self, remote: &TrackRemote) -> Arc<Layer> {
-        self.layers.add(remote.rid(), remote.ssrc())
+        let keyframes =
+            KeyframeRequester::new(self.publisher_pc.clone(), remote.ssrc(), self.stats.clone());
+        self.layers.add(remote.rid(), remote.ssrc(), keyframes)
+    }
+
+    /// Whether each subscriber gets a layer of its own (a simulcast camera).
+    pub fn is_layered(&self) -> bool {
+        self.layered
+    }
+
+    /// Caps the layer the subscriber receiving `ssrc` gets at `rid` (`None`: the track's
+    /// choice). False if no subscriber of this layered track receives `ssrc`.
+    pub fn set_layer_cap(&self, ssrc: u32, rid: Option<String>) -> bool {
+        self.shards.iter().any(|s| match &s.local {
+            Local::Layered(t) => t.set_cap(ssrc, rid.clone()),
+            Local::Plain(_) => false,
+        })
     }
 
     /// A place for one more subscriber: bind its sender to the lease's local track and keep
@@ -201,114 +218,27 @@ impl PublishedTrack {
         }
     }
 
-    /// Asks the publisher for a keyframe of the layer being forwarded (video only; throttled
-    /// per track).
+    /// Asks the publisher for a keyframe of the layer forwarded by default (video only;
+    /// throttled per layer).
     pub async fn request_keyframe(&self) {
-        if self.kind == RTPCodecType::Video {
-            if let Some(ssrc) = self.layers.selected_ssrc() {
-                self.keyframes.media_ssrc.store(ssrc, Ordering::Relaxed);
-            }
-            self.keyframes.request().await;
-        }
-    }
-}
-
-struct KeyframeRequester {
-    pc: Weak<RTCPeerConnection>,
-    /// The forwarded layer's SSRC; read when a request goes out, so a deferred one asks the
-    /// layer forwarded then.
-    media_ssrc: Arc<AtomicU32>,
-    throttle: Arc<Mutex<Throttle>>,
-    stats: Arc<MediaStats>,
-}
-
-/// When keyframe requests to one stream go out.
-#[derive(Debug, Default)]
-struct Throttle {
-    last: Option<Instant>,
-    deferred: bool,
-}
-
-/// What to do with a keyframe request.
-#[derive(Debug, PartialEq, Eq)]
-enum Decision {
-    /// Send it now.
-    Now,
-    /// Send it at this time (the end of the interval).
-    At(Instant),
-    /// One is already due at the end of the interval: that one serves this too.
-    Coalesced,
-}
-
-impl Throttle {
-    fn decide(&mut self, now: Instant) -> Decision {
-        // A deferred request serves everything until it fires, even when its timer runs late:
-        // sending another now would put two requests a few ms apart.
-        if self.deferred {
-            return Decision::Coalesced;
-        }
-        match self.last {
-            Some(t) if now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL => {
-                self.deferred = true;
-                Decision::At(t + KEYFRAME_REQUEST_INTERVAL)
-            }
-            _ => {
-                self.last = Some(now);
-                Decision::Now
-            }
-        }
+        self.request_keyframe_for(None).await;
     }
 
-    /// The deferred request went out at `now`.
-    fn sent_deferred(&mut self, now: Instant) {
-        self.deferred = false;
-        self.last = Some(now);
-    }
-}
-
-impl KeyframeRequester {
-    async fn request(&self) {
-        let decision = match self.throttle.lock() {
-            Ok(mut t) => t.decide(Instant::now()),
-            Err(_) => return,
-        };
-        match decision {
-            Decision::Now => {
-                let ssrc = self.media_ssrc.load(Ordering::Relaxed);
-                send_pli(&self.pc, ssrc, &self.stats).await
-            }
-            Decision::Coalesced => {}
-            Decision::At(at) => {
-                // Short-lived and holding only weak and shared counters: nothing outlives the
-                // publisher but this one timer.
-                let (pc, ssrc, stats) =
-                    (self.pc.clone(), self.media_ssrc.clone(), self.stats.clone());
-                let throttle = self.throttle.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    if let Ok(mut t) = throttle.lock() {
-                        t.sent_deferred(Instant::now());
-                    }
-                    send_pli(&pc, ssrc.load(Ordering::Relaxed), &stats).await;
-                });
-            }
+    /// Asks the publisher for a keyframe for the subscriber receiving `ssrc`: of the layer
+    /// it is on or waits for (video only; throttled per layer).
+    pub async fn request_keyframe_for(&self, ssrc: Option<u32>) {
+        if self.kind != RTPCodecType::Video {
+            return;
         }
-    }
-}
-
-async fn send_pli(pc: &Weak<RTCPeerConnection>, media_ssrc: u32, stats: &MediaStats) {
-    let Some(pc) = pc.upgrade() else {
-        return;
-    };
-    let pli = PictureLossIndication {
-        sender_ssrc: 0,
-        media_ssrc,
-    };
-    match pc.write_rtcp(&[Box::new(pli)]).await {
-        Ok(_) => {
-            stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        let own = ssrc.and_then(|ssrc| {
+            self.shards.iter().find_map(|s| match &s.local {
+                Local::Layered(t) => t.keyframe_layer(ssrc, &self.layers),
+                Local::Plain(_) => None,
+            })
+        });
+        if let Some(layer) = own.or_else(|| self.layers.selected()) {
+            layer.keyframes.request().await;
         }
-        Err(e) => debug!(error = %e, "keyframe request not sent"),
     }
 }
 
@@ -381,23 +311,28 @@ pub async fn forward(
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
-        match track.layers.on_packet(&layer, &packet, &mut cursor) {
-            Verdict::Skip => continue,
-            Verdict::Forward => {}
-            Verdict::Switched => {
-                // Subscribers see this layer from now on and can decode it only from a
-                // keyframe (a single layer's first packet counts too: new subscribers ask
-                // anyway, once connected).
-                attributes = Arc::new(layer.attributes(track.layers.generation()));
-                if track.layers.count() > 1 {
-                    stats.layer_switches.fetch_add(1, Ordering::Relaxed);
-                    track.request_keyframe().await;
+        let verdict = track.layers.on_packet(&layer, &packet, &mut cursor);
+        let source = if track.layered {
+            // Every layer goes to the layered tracks; each subscriber takes its own.
+            Source::Layered(layer.clone(), track.layers.ranking())
+        } else {
+            match verdict {
+                Verdict::Skip => continue,
+                Verdict::Forward => {}
+                Verdict::Switched => {
+                    // A restarted stream took over: subscribers decode it from a keyframe
+                    // (a track's first packet counts too: new subscribers ask anyway).
+                    attributes = Arc::new(layer.attributes(track.layers.generation()));
+                    if track.layers.count() > 1 {
+                        track.request_keyframe().await;
+                    }
                 }
             }
-        }
+            Source::Plain(attributes.clone())
+        };
         // Kept once for every subscriber's NACKs (video only), before any of them can ask.
         layer.source.record(&packet);
-        fanout.write(&packet, bytes, &attributes).await;
+        fanout.write(Handoff { packet, source }, bytes).await;
     }
     // The room ignores this for a track it no longer has (tracksRemoved says it all).
     if let Some(v) = voice.filter(|v| v.detector.speaking()) {
@@ -414,32 +349,60 @@ struct Fanout {
     errors: u64,
 }
 
-/// What a shard's writes need besides the packet and its attributes.
+/// What a shard's writes need besides the packet and its source.
 #[derive(Clone)]
 struct ShardWriter {
     track: TrackId,
     stats: Arc<MediaStats>,
 }
 
-/// A packet for a shard's task, with the attributes that name its source.
-type Handoff = (Packet, Arc<Attributes>);
+/// A packet for a shard, with what says where it comes from.
+#[derive(Clone)]
+struct Handoff {
+    packet: Packet,
+    source: Source,
+}
+
+/// Where a packet comes from, as a shard's local track needs to know.
+#[derive(Clone)]
+enum Source {
+    /// The attributes that name its source to `nack`.
+    Plain(Arc<Attributes>),
+    /// Its layer, and the layers' ranking when it arrived.
+    Layered(Arc<Layer>, Arc<Ranking>),
+}
 
 impl ShardWriter {
     /// Writes to every subscriber bound to `shard`. One subscriber's failure must not stop
     /// the others: write_rtp has already delivered to every other binding when it reports
     /// an error, so log and go on. The source tag tells each subscriber's `nack` stream whose
     /// numbering this is.
-    async fn write(
-        &self,
-        shard: &Shard,
-        packet: &Packet,
-        source: &Attributes,
-        bytes: u64,
-        errors: &mut u64,
-    ) {
-        match shard.local.write_rtp_with_attributes(packet, source).await {
-            Ok(_) => {
-                let n = shard.bound.load(Ordering::Relaxed) as u64;
+    async fn write(&self, shard: &Shard, handoff: &Handoff, bytes: u64, errors: &mut u64) {
+        let result = match (&shard.local, &handoff.source) {
+            (Local::Plain(local), Source::Plain(attributes)) => local
+                .write_rtp_with_attributes(&handoff.packet, attributes)
+                .await
+                .map(|_| shard.bound.load(Ordering::Relaxed) as u64),
+            (Local::Layered(local), Source::Layered(layer, ranking)) => {
+                let (switches, written, error) = local.write(layer, &handoff.packet, ranking).await;
+                for s in switches {
+                    let counter = match s {
+                        Switch::Up => &self.stats.layer_switches_up,
+                        Switch::Down => &self.stats.layer_switches_down,
+                        Switch::First => continue,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                match error {
+                    Some(e) => Err(e),
+                    None => Ok(written as u64),
+                }
+            }
+            // A track's shards and its packets are of one kind.
+            _ => Ok(0),
+        };
+        match result {
+            Ok(n) => {
                 self.stats.packets_out.fetch_add(n, Ordering::Relaxed);
                 self.stats.bytes_out.fetch_add(n * bytes, Ordering::Relaxed);
             }
@@ -475,7 +438,7 @@ impl Fanout {
                     async move {
                         let mut errors = 0;
                         loop {
-                            let (packet, source) = tokio::select! {
+                            let handoff = tokio::select! {
                                 biased;
                                 _ = cancel.cancelled() => break,
                                 p = rx.recv() => match p {
@@ -483,9 +446,9 @@ impl Fanout {
                                     None => break,
                                 },
                             };
-                            let bytes = packet.payload.len() as u64;
+                            let bytes = handoff.packet.payload.len() as u64;
                             writer
-                                .write(&shard_task, &packet, &source, bytes, &mut errors)
+                                .write(&shard_task, &handoff, bytes, &mut errors)
                                 .await;
                         }
                     }
@@ -503,12 +466,12 @@ impl Fanout {
         }
     }
 
-    async fn write(&mut self, packet: &Packet, bytes: u64, source: &Arc<Attributes>) {
+    async fn write(&mut self, handoff: Handoff, bytes: u64) {
         for (shard, tx) in &self.others {
             if shard.bound.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let sent = tx.try_send((packet.clone(), source.clone()));
+            let sent = tx.try_send(handoff.clone());
             self.writer
                 .stats
                 .shard_handoffs
@@ -526,7 +489,7 @@ impl Fanout {
         }
         if self.inline.bound.load(Ordering::Relaxed) > 0 {
             self.writer
-                .write(&self.inline, packet, source, bytes, &mut self.errors)
+                .write(&self.inline, &handoff, bytes, &mut self.errors)
                 .await;
         }
     }
@@ -547,27 +510,5 @@ mod tests {
         assert_eq!(pick_shard(&[INLINE_SUBSCRIBERS, 9, 9]), 0);
         // Subscribers left shard 0: it is refilled first.
         assert_eq!(pick_shard(&[2, 9]), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keyframe_requests_are_throttled_per_stream_but_never_lost() {
-        let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        let mut t = Throttle::default();
-        assert_eq!(t.decide(ms(0)), Decision::Now);
-        // Sooner than 350 ms: sent when the interval ends, once however many ask.
-        assert_eq!(t.decide(ms(50)), Decision::At(ms(350)));
-        assert_eq!(t.decide(ms(100)), Decision::Coalesced);
-        assert_eq!(t.decide(ms(349)), Decision::Coalesced);
-        // Its timer is late (a loaded machine): still one request, not a second one now.
-        assert_eq!(t.decide(ms(380)), Decision::Coalesced);
-        t.sent_deferred(ms(410));
-        assert_eq!(t.decide(ms(500)), Decision::At(ms(760)));
-        t.sent_deferred(ms(760));
-        assert_eq!(t.decide(ms(800)), Decision::At(ms(1110)));
-        t.sent_deferred(ms(1110));
-        assert_eq!(t.decide(ms(1500)), Decision::Now);
-        // Another stream has its own budget.
-        assert_eq!(Throttle::default().decide(ms(1500)), Decision::Now);
     }
 }

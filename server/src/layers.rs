@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use webrtc::interceptor::Attributes;
 use webrtc::rtp::packet::Packet;
 
+use crate::keyframes::KeyframeRequester;
 use crate::nack::{SourceTag, GENERATION_ATTRIBUTE};
 use crate::vp8::{self, Size};
 
@@ -39,6 +40,8 @@ pub struct Layer {
     /// Whether this is the layer being forwarded.
     selected: AtomicBool,
     meter: Mutex<Meter>,
+    /// Keyframe requests to this layer's stream.
+    pub keyframes: KeyframeRequester,
 }
 
 /// What is known of a layer from its packets.
@@ -124,6 +127,8 @@ pub fn choose(current: Option<usize>, readings: &[Reading]) -> Option<usize> {
 pub struct Layers {
     video: bool,
     state: Mutex<Choice>,
+    /// The latest ranking, for choosing a layer per subscriber.
+    ranking: Mutex<Arc<Ranking>>,
     /// Bumped at every change of the forwarded layer, and written with each forwarded packet:
     /// a subscriber's numbering then tells a return to an earlier layer from a late packet
     /// of it.
@@ -164,18 +169,20 @@ impl Layers {
         Layers {
             video,
             state: Mutex::default(),
+            ranking: Mutex::default(),
             generation: AtomicUsize::new(0),
         }
     }
 
     /// Adds a layer; one with the same RID (its stream started again) replaces the old one.
-    pub fn add(&self, rid: &str, ssrc: u32) -> Arc<Layer> {
+    pub fn add(&self, rid: &str, ssrc: u32, keyframes: KeyframeRequester) -> Arc<Layer> {
         let layer = Arc::new(Layer {
             rid: rid.to_owned(),
             ssrc,
             source: SourceTag::new(self.video),
             selected: AtomicBool::new(false),
             meter: Mutex::default(),
+            keyframes,
         });
         if let Ok(mut choice) = self.state.lock() {
             match choice.layers.iter().position(|l| l.rid == rid) {
@@ -201,8 +208,22 @@ impl Layers {
 
     /// The forwarded layer's SSRC, where keyframe requests go.
     pub fn selected_ssrc(&self) -> Option<u32> {
+        Some(self.selected()?.ssrc)
+    }
+
+    /// The layer forwarded to subscribers that have no choice of their own; before any is
+    /// chosen (nothing read yet), the latest to arrive.
+    pub fn selected(&self) -> Option<Arc<Layer>> {
         let choice = self.state.lock().ok()?;
-        Some(choice.layers.get(choice.current?)?.ssrc)
+        match choice.current {
+            Some(c) => choice.layers.get(c).cloned(),
+            None => choice.layers.last().cloned(),
+        }
+    }
+
+    /// The latest ranking of the layers.
+    pub fn ranking(&self) -> Arc<Ranking> {
+        self.ranking.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Each layer's RID, SSRC and reading, in the order they arrived.
@@ -252,6 +273,7 @@ impl Layers {
         };
         let readings: Vec<Reading> = choice.layers.iter().map(|l| l.reading(now)).collect();
         let next = choose(choice.current, &readings);
+        self.rerank(&choice.layers, &readings, next);
         if next == choice.current {
             return;
         }
@@ -267,7 +289,81 @@ impl Layers {
     }
 }
 
+impl Layers {
+    /// Publishes a new ranking if the order, what is live or the choice changed.
+    fn rerank(&self, layers: &[Arc<Layer>], readings: &[Reading], chosen: Option<usize>) {
+        let mut order: Vec<usize> = (0..layers.len()).collect();
+        order.sort_by_key(|&i| (readings[i].area, readings[i].bitrate, std::cmp::Reverse(i)));
+        let ranked: Vec<(Arc<Layer>, bool)> = order
+            .iter()
+            .map(|&i| (layers[i].clone(), readings[i].live))
+            .collect();
+        let auto = chosen.and_then(|c| layers.get(c)).cloned();
+        let Ok(mut current) = self.ranking.lock() else {
+            return;
+        };
+        let same = current.ranked.len() == ranked.len()
+            && current
+                .ranked
+                .iter()
+                .zip(&ranked)
+                .all(|((a, al), (b, bl))| Arc::ptr_eq(a, b) && al == bl)
+            && match (&current.auto, &auto) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+        if !same {
+            *current = Arc::new(Ranking {
+                epoch: current.epoch + 1,
+                ranked,
+                auto,
+            });
+        }
+    }
+}
+
+/// The layers of a track from lowest to highest (by picture size, then bitrate), which are
+/// live, and the one forwarded by default. A new one is made whenever any of that changes.
+#[derive(Default)]
+pub struct Ranking {
+    /// Counts the rankings made: a subscriber looks again when it changes.
+    pub epoch: u64,
+    /// Every layer, lowest first, and whether it is live.
+    pub ranked: Vec<(Arc<Layer>, bool)>,
+    /// The default choice (see [`choose`]).
+    pub auto: Option<Arc<Layer>>,
+}
+
+impl Ranking {
+    /// The layer for a subscriber that wants at most the layer `cap` (a RID): the highest live
+    /// layer ranked no higher than it, else the lowest live one. Without a cap (or with an
+    /// unknown RID), the default choice.
+    pub fn pick(&self, cap: Option<&str>) -> Option<Arc<Layer>> {
+        let Some(limit) = cap.and_then(|rid| self.ranked.iter().position(|(l, _)| l.rid == rid))
+        else {
+            return self.auto.clone();
+        };
+        let live = |(l, live): &(Arc<Layer>, bool)| live.then(|| l.clone());
+        self.ranked[..=limit]
+            .iter()
+            .rev()
+            .find_map(live)
+            .or_else(|| self.ranked[limit..].iter().find_map(live))
+    }
+}
+
 impl Layer {
+    /// This layer's identity: its source id, unique among all layers of all tracks.
+    pub fn id(&self) -> usize {
+        self.source.id()
+    }
+
+    /// Whether an RTP payload of this layer starts a keyframe.
+    pub fn is_keyframe(payload: &[u8]) -> bool {
+        vp8::keyframe_size(payload).is_some()
+    }
+
     fn reading(&self, now: Instant) -> Reading {
         self.meter.lock().map_or(
             Reading {
@@ -340,6 +436,10 @@ mod tests {
         assert_eq!(choose(Some(7), &[r(true, 5, 5)]), Some(0));
     }
 
+    fn requester(ssrc: u32) -> KeyframeRequester {
+        KeyframeRequester::new(std::sync::Weak::new(), ssrc, Arc::default())
+    }
+
     fn vp8_key(w: u16, h: u16) -> Packet {
         let mut payload = vec![0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
         payload.extend_from_slice(&w.to_le_bytes());
@@ -354,8 +454,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_layer_is_forwarded_while_it_is_the_best_live_one() {
         let layers = Layers::new(true);
-        let q = layers.add("q", 1);
-        let f = layers.add("f", 3);
+        let q = layers.add("q", 1, requester(1));
+        let f = layers.add("f", 3, requester(3));
         let (mut rq, mut rf) = (Cursor::default(), Cursor::default());
         // The first packet of the only layer that has sent anything is forwarded.
         assert_eq!(
@@ -390,7 +490,7 @@ mod tests {
             Verdict::Switched
         );
         // A restarted f replaces the old one and must be seen again.
-        let f2 = layers.add("f", 4);
+        let f2 = layers.add("f", 4, requester(4));
         assert_eq!(layers.count(), 2);
         assert_eq!(
             layers.selected_ssrc(),
@@ -406,5 +506,45 @@ mod tests {
             Verdict::Switched
         );
         assert_eq!(layers.selected_ssrc(), Some(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_with_a_cap_gets_the_best_layer_under_it() {
+        let layers = Layers::new(true);
+        let q = layers.add("q", 1, requester(1));
+        let h = layers.add("h", 2, requester(2));
+        let f = layers.add("f", 3, requester(3));
+        let mut c = [Cursor::default(), Cursor::default(), Cursor::default()];
+        // Arrival order says nothing: f's keyframe came first.
+        layers.on_packet(&f, &vp8_key(1280, 720), &mut c[2]);
+        layers.on_packet(&q, &vp8_key(320, 180), &mut c[0]);
+        layers.on_packet(&h, &vp8_key(640, 360), &mut c[1]);
+        let r = layers.ranking();
+        let rid = |l: Option<Arc<Layer>>| l.map(|l| l.rid.clone()).unwrap_or_default();
+        let order: Vec<&str> = r.ranked.iter().map(|(l, _)| l.rid.as_str()).collect();
+        assert_eq!(order, ["q", "h", "f"]);
+        assert_eq!(rid(r.pick(None)), "f");
+        assert_eq!(rid(r.pick(Some("h"))), "h");
+        assert_eq!(rid(r.pick(Some("q"))), "q");
+        assert_eq!(rid(r.pick(Some("x"))), "f", "an unknown RID is no cap");
+        // h goes quiet: capped at h means q; f stays on f.
+        tokio::time::advance(SILENCE).await;
+        layers.on_packet(&q, &vp8_key(320, 180), &mut c[0]);
+        layers.on_packet(&f, &vp8_key(1280, 720), &mut c[2]);
+        let r2 = layers.ranking();
+        assert!(
+            r2.epoch > r.epoch,
+            "a change of what is live is a new ranking"
+        );
+        assert_eq!(rid(r2.pick(Some("h"))), "q");
+        assert_eq!(rid(r2.pick(Some("f"))), "f");
+        // Only f live: a subscriber capped below it still gets something.
+        tokio::time::advance(SILENCE).await;
+        layers.on_packet(&f, &vp8_key(1280, 720), &mut c[2]);
+        assert_eq!(rid(layers.ranking().pick(Some("q"))), "f");
+        // Nothing changed: the same ranking, no new epoch.
+        let e = layers.ranking().epoch;
+        layers.on_packet(&f, &vp8_key(1280, 720), &mut c[2]);
+        assert_eq!(layers.ranking().epoch, e);
     }
 }

@@ -74,9 +74,14 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         counter(&media.shard_drops),
     );
     r.register(
-        "simulcast_layer_switches",
-        "Times a simulcast track's forwarded layer changed",
-        counter(&media.layer_switches),
+        "simulcast_layer_switches_up",
+        "Times a subscriber of a simulcast camera moved to a bigger layer",
+        counter(&media.layer_switches_up),
+    );
+    r.register(
+        "simulcast_layer_switches_down",
+        "Times a subscriber of a simulcast camera moved to a smaller layer",
+        counter(&media.layer_switches_down),
     );
     r.register(
         "keyframe_requests",

@@ -34,6 +34,11 @@ pub const SOURCE_ATTRIBUTE: usize = 0x7672_736f;
 /// it, not a straggler of it. Absent is generation 0.
 pub const GENERATION_ATTRIBUTE: usize = 0x7672_6765;
 
+/// The attribute under which a forwarded packet carries the offset to add to its timestamp
+/// (a layered track keeps timestamps continuous across layers); absent is 0. Applied here so a
+/// retransmission gets the same.
+pub const TIMESTAMP_OFFSET_ATTRIBUTE: usize = 0x7672_7473;
+
 /// Packets kept per published video track: ~0.8 s of 1.5 Mbit/s video, ~2 s of 0.5 Mbit/s.
 /// A resend is worth it only while the receiver's jitter buffer still waits for the packet
 /// (hundreds of ms; Janus keeps 200–500 ms), and every slot pins its payload: 1024 slots cost
@@ -92,6 +97,11 @@ impl SourceTag {
             id,
             history,
         }
+    }
+
+    /// This source's id, unique for the life of the process.
+    pub fn id(&self) -> usize {
+        self.id
     }
 
     /// The attributes to write this source's packets with.
@@ -159,64 +169,99 @@ struct Stream {
     payload_type: u8,
 }
 
+/// Segments of a downlink stream kept for mapping NACKed numbers back: the current one and
+/// the three before it (a simulcast subscriber's recent layer switches).
+const SEGMENTS: usize = 4;
+
+/// A stretch of a downlink stream that carried one source in one generation.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// The source and the generation it came in.
+    origin: (usize, usize),
+    /// Added to the source's sequence numbers.
+    offset: u16,
+    /// Added to the source's timestamps (a layered track's continuity, see `simulcast`).
+    timestamp_offset: u32,
+    /// The source's own number for the segment's first packet.
+    first_raw: u16,
+    /// Its number on the wire; `None` for the stream's first segment.
+    first_wire: Option<u16>,
+}
+
 /// Maps each source's own sequence numbers onto one continuous sequence, and back.
 #[derive(Debug, Default)]
 struct Numbering {
-    /// The source being carried and the generation it came in.
-    source: Option<(usize, usize)>,
-    previous: Option<(usize, usize)>,
-    offset: u16,
-    /// The offset the previous source's packets were sent with.
-    previous_offset: u16,
-    /// The first number on the wire of the current source, once there was a previous one.
-    switched_at: Option<u16>,
-    /// The same for the previous source: numbers before it belong to an older source, whose
-    /// offset is gone, so a NACK for them finds nothing rather than a wrong packet.
-    previous_from: Option<u16>,
+    /// Oldest first, at most [`SEGMENTS`].
+    segments: Vec<Segment>,
     newest: Option<u16>,
 }
 
 impl Numbering {
-    /// The number on the wire for packet `raw` of `source`, sent in `generation`; `None` for
-    /// a straggler of the source this stream carried before, in the generation it carried it
-    /// (it must not reset the numbering back).
-    fn map(&mut self, source: usize, generation: usize, raw: u16) -> Option<u16> {
+    /// The number on the wire for packet `raw` of `source`, sent in `generation` with
+    /// `timestamp_offset`, and the timestamp offset to send it with. `None` for a straggler:
+    /// a packet of a segment that has ended (the source in an earlier generation), or one older
+    /// than its segment's first packet (its number on the wire would be the previous
+    /// segment's; in the stream's first segment, it is from before the subscriber started,
+    /// who decodes from the first packet's keyframe on).
+    fn map(
+        &mut self,
+        source: usize,
+        generation: usize,
+        timestamp_offset: u32,
+        raw: u16,
+    ) -> Option<(u16, u32)> {
         let origin = (source, generation);
-        if self.source != Some(origin) {
-            if self.previous == Some(origin) {
-                return None;
+        let current = match self.segments.last() {
+            Some(seg) if seg.origin == origin => *seg,
+            _ => {
+                if self
+                    .segments
+                    .iter()
+                    .any(|seg| seg.origin.0 == source && seg.origin.1 >= generation)
+                {
+                    return None;
+                }
+                // The receiver must see the new source continue right after the last number,
+                // or it drops the packets as old ones.
+                let seg = Segment {
+                    origin,
+                    offset: self
+                        .newest
+                        .map_or(0, |newest| newest.wrapping_add(1).wrapping_sub(raw)),
+                    timestamp_offset,
+                    first_raw: raw,
+                    first_wire: self.newest.map(|n| n.wrapping_add(1)),
+                };
+                if self.segments.len() == SEGMENTS {
+                    self.segments.remove(0);
+                }
+                self.segments.push(seg);
+                seg
             }
-            self.previous = self.source;
-            self.previous_offset = self.offset;
-            self.source = Some(origin);
-            // The receiver must see the new source continue right after the last number, or
-            // it drops the packets as old ones.
-            self.offset = match self.newest {
-                Some(newest) => newest.wrapping_add(1).wrapping_sub(raw),
-                None => 0,
-            };
-            self.previous_from = self.switched_at;
-            self.switched_at = self.newest.map(|n| n.wrapping_add(1));
+        };
+        if raw.wrapping_sub(current.first_raw) >= HALF {
+            return None;
         }
-        let out = raw.wrapping_add(self.offset);
+        let out = raw.wrapping_add(current.offset);
         match self.newest {
             Some(newest) if out.wrapping_sub(newest) >= HALF => {}
             _ => self.newest = Some(out),
         }
-        Some(out)
+        Some((out, current.timestamp_offset))
     }
 
-    /// Whose packet number `wire` on this stream was, and that source's own number for it.
-    fn source_of(&self, wire: u16) -> Option<(usize, u16)> {
-        let (current, _) = self.source?;
-        let before = |first: Option<u16>| first.is_some_and(|f| wire.wrapping_sub(f) >= HALF);
-        if !before(self.switched_at) {
-            Some((current, wire.wrapping_sub(self.offset)))
-        } else if !before(self.previous_from) {
-            Some((self.previous?.0, wire.wrapping_sub(self.previous_offset)))
-        } else {
-            None
-        }
+    /// Whose packet number `wire` on this stream was: that source, its own number for it, and
+    /// the timestamp offset it went out with.
+    fn source_of(&self, wire: u16) -> Option<(usize, u16, u32)> {
+        let seg = self.segments.iter().rev().find(|seg| {
+            seg.first_wire
+                .is_none_or(|first| wire.wrapping_sub(first) < HALF)
+        })?;
+        Some((
+            seg.origin.0,
+            wire.wrapping_sub(seg.offset),
+            seg.timestamp_offset,
+        ))
     }
 }
 
@@ -366,15 +411,19 @@ impl RTPWriter for Stream {
     async fn write(&self, packet: &Packet, a: &Attributes) -> Result<usize, InterceptorError> {
         let source = a.get(&SOURCE_ATTRIBUTE).copied().unwrap_or(0);
         let generation = a.get(&GENERATION_ATTRIBUTE).copied().unwrap_or(0);
-        let seq = {
+        let offset = a.get(&TIMESTAMP_OFFSET_ATTRIBUTE).copied().unwrap_or(0) as u32;
+        let mapped = {
             let Ok(mut numbering) = self.numbering.lock() else {
                 return self.next.write(packet, a).await;
             };
-            numbering.map(source, generation, packet.header.sequence_number)
+            numbering.map(source, generation, offset, packet.header.sequence_number)
         };
-        let Some(seq) = seq else { return Ok(0) };
+        let Some((seq, offset)) = mapped else {
+            return Ok(0);
+        };
         let mut out = packet.clone();
         out.header.sequence_number = seq;
+        out.header.timestamp = out.header.timestamp.wrapping_add(offset);
         self.next.write(&out, a).await
     }
 }
@@ -419,19 +468,19 @@ impl RTCPReader for NackReader {
             self.stats
                 .nacked
                 .fetch_add(wanted.len() as u64, Ordering::Relaxed);
-            let sources: Vec<(u16, (usize, u16))> = match stream.numbering.lock() {
+            let sources: Vec<(u16, (usize, u16, u32))> = match stream.numbering.lock() {
                 Ok(numbering) => wanted
                     .iter()
                     .filter_map(|&wire| Some((wire, numbering.source_of(wire)?)))
                     .collect(),
                 Err(_) => continue,
             };
-            // A NACK names one stream, so at most two sources (before and after a reuse):
-            // each history is looked up once, not once per number.
+            // A NACK names one stream, so a few sources at most (before and after a reuse or
+            // a layer switch): each history is looked up once, not once per number.
             let mut histories: Vec<(usize, Option<Arc<Mutex<History>>>)> = Vec::new();
             let resend: Vec<Packet> = sources
                 .into_iter()
-                .filter_map(|(wire, (source, seq))| {
+                .filter_map(|(wire, (source, seq, timestamp_offset))| {
                     let history = match histories.iter().find(|(s, _)| *s == source) {
                         Some((_, h)) => h.clone(),
                         None => {
@@ -442,6 +491,7 @@ impl RTCPReader for NackReader {
                     }?;
                     let mut p = history.lock().ok()?.get(seq)?;
                     p.header.sequence_number = wire;
+                    p.header.timestamp = p.header.timestamp.wrapping_add(timestamp_offset);
                     p.header.ssrc = stream.ssrc;
                     p.header.payload_type = stream.payload_type;
                     Some(p)
@@ -541,6 +591,16 @@ impl Interceptor for Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Numbering::map` without timestamp offsets: the number on the wire.
+    fn map(n: &mut Numbering, source: usize, generation: usize, raw: u16) -> Option<u16> {
+        n.map(source, generation, 0, raw).map(|(seq, _)| seq)
+    }
+
+    /// `Numbering::source_of`, without the timestamp offset.
+    fn source_of(n: &Numbering, wire: u16) -> Option<(usize, u16)> {
+        n.source_of(wire).map(|(source, raw, _)| (source, raw))
+    }
 
     static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
@@ -673,30 +733,37 @@ mod tests {
     #[test]
     fn a_wire_number_maps_back_to_its_source_and_number() {
         let mut n = Numbering::default();
-        assert_eq!(n.source_of(5), None, "nothing sent yet");
+        assert_eq!(source_of(&n, 5), None, "nothing sent yet");
         for raw in 100..110 {
-            n.map(1, 0, raw);
+            map(&mut n, 1, 0, raw);
         }
-        assert_eq!(n.source_of(105), Some((1, 105)));
+        assert_eq!(source_of(&n, 105), Some((1, 105)));
         // The sender is reused for source 2 from wire number 110 on.
         for raw in 65_530..=65_535 {
-            n.map(2, 0, raw);
+            map(&mut n, 2, 0, raw);
         }
-        n.map(2, 0, 0);
-        assert_eq!(n.source_of(110), Some((2, 65_530)));
-        assert_eq!(n.source_of(116), Some((2, 0)), "across the source's wrap");
+        map(&mut n, 2, 0, 0);
+        assert_eq!(source_of(&n, 110), Some((2, 65_530)));
+        assert_eq!(source_of(&n, 116), Some((2, 0)), "across the source's wrap");
         assert_eq!(
-            n.source_of(109),
+            source_of(&n, 109),
             Some((1, 109)),
             "before the switch: the old source"
         );
-        assert_eq!(n.source_of(100), Some((1, 100)));
-        // Reused once more, for source 3 from wire number 117: source 1's numbers now belong
-        // to no source kept in the numbering, so they map to nothing rather than to source 2.
-        n.map(3, 0, 500);
-        assert_eq!(n.source_of(117), Some((3, 500)));
-        assert_eq!(n.source_of(112), Some((2, 65_532)));
-        assert_eq!(n.source_of(105), None);
+        assert_eq!(source_of(&n, 100), Some((1, 100)));
+        // Reused once more, for source 3 from wire number 117, then 4 and 5: source 1's
+        // numbers now belong to no segment kept, so they map to nothing rather than to
+        // source 2.
+        map(&mut n, 3, 0, 500);
+        assert_eq!(source_of(&n, 117), Some((3, 500)));
+        assert_eq!(source_of(&n, 112), Some((2, 65_532)));
+        assert_eq!(source_of(&n, 105), Some((1, 105)), "four segments are kept");
+        map(&mut n, 4, 0, 7);
+        map(&mut n, 5, 0, 9);
+        assert_eq!(source_of(&n, 119), Some((5, 9)));
+        assert_eq!(source_of(&n, 117), Some((3, 500)));
+        assert_eq!(source_of(&n, 112), Some((2, 65_532)));
+        assert_eq!(source_of(&n, 105), None);
     }
 
     #[test]
@@ -720,39 +787,62 @@ mod tests {
     #[test]
     fn numbering_continues_across_sources_and_ignores_stragglers() {
         let mut n = Numbering::default();
-        assert_eq!(
-            n.map(1, 0, 100),
-            Some(100),
-            "the first source keeps its numbers"
-        );
-        assert_eq!(n.map(1, 0, 101), Some(101));
-        assert_eq!(n.map(1, 0, 99), Some(99), "late packets map, newest stays");
-        assert_eq!(
-            n.map(2, 0, 50_000),
-            Some(102),
-            "a new source continues the sequence"
-        );
-        assert_eq!(n.map(2, 0, 50_001), Some(103));
-        assert_eq!(n.map(1, 0, 102), None, "a straggler of the old source");
-        assert_eq!(n.map(2, 0, 50_002), Some(104));
-        assert_eq!(n.map(3, 0, 7), Some(105));
-        assert_eq!(n.map(3, 0, 8), Some(106));
+        let first = map(&mut n, 1, 0, 100);
+        assert_eq!(first, Some(100), "the first source keeps its numbers");
+        assert_eq!(map(&mut n, 1, 0, 102), Some(102));
+        let late = map(&mut n, 1, 0, 101);
+        assert_eq!(late, Some(101), "late packets map, newest stays");
+        let early = map(&mut n, 1, 0, 99);
+        assert_eq!(early, None, "from before the stream started");
+        let next = map(&mut n, 2, 0, 50_000);
+        assert_eq!(next, Some(103), "a new source continues the sequence");
+        assert_eq!(map(&mut n, 2, 0, 50_001), Some(104));
+        let straggler = map(&mut n, 1, 0, 103);
+        assert_eq!(straggler, None, "a straggler of the old source");
+        assert_eq!(map(&mut n, 2, 0, 50_002), Some(105));
+        assert_eq!(map(&mut n, 3, 0, 7), Some(106));
+        assert_eq!(map(&mut n, 3, 0, 8), Some(107));
     }
 
     #[test]
     fn a_layer_forwarded_again_in_a_later_generation_is_a_switch_back() {
         let mut n = Numbering::default();
-        assert_eq!(n.map(1, 1, 500), Some(500));
-        assert_eq!(n.map(2, 2, 9_000), Some(501), "layer 1 to layer 2");
+        assert_eq!(map(&mut n, 1, 1, 500), Some(500));
+        assert_eq!(map(&mut n, 2, 2, 9_000), Some(501), "layer 1 to layer 2");
         assert_eq!(
-            n.map(1, 1, 501),
+            map(&mut n, 1, 1, 501),
             None,
             "a straggler of layer 1's first turn"
         );
-        assert_eq!(n.map(1, 3, 520), Some(502), "back to layer 1");
-        assert_eq!(n.map(1, 3, 521), Some(503));
-        assert_eq!(n.map(2, 2, 9_001), None, "a straggler of layer 2's turn");
-        assert_eq!(n.source_of(502), Some((1, 520)));
-        assert_eq!(n.source_of(501), Some((2, 9_000)));
+        assert_eq!(map(&mut n, 1, 3, 520), Some(502), "back to layer 1");
+        assert_eq!(map(&mut n, 1, 3, 521), Some(503));
+        assert_eq!(
+            map(&mut n, 2, 2, 9_001),
+            None,
+            "a straggler of layer 2's turn"
+        );
+        assert_eq!(source_of(&n, 502), Some((1, 520)));
+        assert_eq!(source_of(&n, 501), Some((2, 9_000)));
+    }
+
+    #[test]
+    fn a_segment_keeps_its_timestamp_offset_and_refuses_packets_older_than_its_start() {
+        let mut n = Numbering::default();
+        assert_eq!(n.map(1, 1, 0, 10), Some((10, 0)));
+        assert_eq!(n.map(1, 1, 0, 11), Some((11, 0)));
+        // Switched to layer 2 at its keyframe, number 300, timestamps moved on by 5000.
+        assert_eq!(n.map(2, 2, 5000, 300), Some((12, 5000)));
+        // Layer 2's packets from before the keyframe would take layer 1's numbers.
+        assert_eq!(n.map(2, 2, 5000, 299), None);
+        // A late one of the segment itself is fine.
+        assert_eq!(n.map(2, 2, 5000, 302), Some((14, 5000)));
+        assert_eq!(n.map(2, 2, 5000, 301), Some((13, 5000)));
+        // A NACK is answered with the offset its segment went out with.
+        assert_eq!(n.source_of(13), Some((2, 301, 5000)));
+        assert_eq!(n.source_of(11), Some((1, 11, 0)));
+        // The stream's first segment refuses them too: the subscriber starts at its first.
+        let mut first = Numbering::default();
+        assert_eq!(first.map(1, 0, 0, 100), Some((100, 0)));
+        assert_eq!(first.map(1, 0, 0, 98), None);
     }
 }

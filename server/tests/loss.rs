@@ -11,28 +11,8 @@ use std::time::Duration;
 
 use server::forwarder::KEYFRAME_REQUEST_INTERVAL;
 
-use common::{room, start, WAIT};
-use testkit::{Impairment, PeerOptions, TestPeer, TrackStats};
-
-/// 5% loss and 50 ms one way, in both directions of a peer's link.
-fn bad_link(seed: u64) -> Option<Impairment> {
-    Some(Impairment {
-        loss: 0.05,
-        delay: Duration::from_millis(50),
-        seed,
-        // The test peers' own DTLS stack cannot survive a lost last flight (see testkit).
-        spare_dtls_handshake: true,
-    })
-}
-
-fn video_from(state: &testkit::PeerState, publisher: &str) -> TrackStats {
-    state
-        .received
-        .values()
-        .find(|t| t.publisher == publisher && t.kind == "video")
-        .cloned()
-        .unwrap_or_default()
-}
+use common::{bad_link, room, start, video_from, WAIT};
+use testkit::{Impairment, PeerOptions, TestPeer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_stays_continuous_over_a_lossy_link() {

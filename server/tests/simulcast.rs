@@ -1,37 +1,124 @@
-//! Simulcast, step 1: with `--simulcast` the server asks a camera for three layers, receives
-//! all of them and forwards the best live one to every subscriber, intact; keyframe requests
-//! go to that layer. Publishers that send one stream are forwarded as before.
+//! Simulcast: with `--simulcast` the server asks a camera for three layers, receives all of
+//! them and gives each subscriber one, intact; keyframe requests go to that layer. A subscriber
+//! changes layer only at a keyframe of the new one, with sequence numbers contiguous and
+//! timestamps moving on with time, so the switch is invisible but for sharpness. Publishers
+//! that send one stream are forwarded as before.
 //!
-//! testkit's simulcast publisher sends layers `q`, `h`, `f` at a quarter, half and full payload
-//! size, with random sequence and timestamp starts per layer, and marks each payload with its
-//! layer (1, 2, 3), so a subscriber can tell which one arrived.
+//! testkit's simulcast publisher sends layers `q`, `h`, `f` (320×180, 640×360, 1280×720
+//! keyframes; a quarter, half and all of the payload size) as VP8-shaped frames, with random
+//! sequence and timestamp starts per layer, and marks each payload with its layer (1, 2, 3), so
+//! a subscriber can tell which one arrived.
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{room, start, WAIT};
+use common::{bad_link, room, start, video_from, WAIT};
+use server::forwarder::PublishedTrack;
 use server::layers::Reading;
 use server::RunningServer;
-use testkit::{Impairment, LayerStats, PeerOptions, PeerState, TestPeer, TrackStats};
+use testkit::{LayerStats, PeerOptions, PeerState, Received, TestPeer};
 
 /// The payload mark of the full-size layer `f`.
 const FULL: u8 = 3;
+/// The payload mark of the half-size layer `h`.
+const HALF: u8 = 2;
+/// The payload mark of the quarter-size layer `q`.
+const QUARTER: u8 = 1;
+
+/// RTP timestamp ticks per testkit video frame (90 kHz, 100 frames a second).
+const FRAME_TICKS: i64 = 900;
+
+/// The tests here run one at a time: each runs several peers with media at 100 frames a
+/// second per layer, and their timing (a second of silence, timestamps against wall time,
+/// repairs within a jitter buffer's patience) means nothing on a CPU that two others share.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A viewer that sends no video and records every packet it receives.
+fn recording_viewer() -> PeerOptions {
+    PeerOptions {
+        video: false,
+        record_packets: true,
+        ..PeerOptions::default()
+    }
+}
+
+/// A server with `--simulcast`, a fresh room, and `peers` joined in order; the first, a
+/// simulcast publisher, has all three layers live at the server when this returns.
+async fn simulcast_room(
+    prefix: &str,
+    peers: Vec<(&str, PeerOptions)>,
+) -> (RunningServer, String, Vec<TestPeer>) {
+    let server = start(|c| c.simulcast = true).await;
+    let room = room(prefix);
+    let url = server.socket_url();
+    let mut joined = Vec::new();
+    for (name, options) in peers {
+        let peer = TestPeer::join(&url, &room, name, options)
+            .await
+            .unwrap_or_else(|e| panic!("{name} joins: {e}"));
+        joined.push(peer);
+    }
+    wait_for_live_layers(&server, &room, &joined[0].id, 3).await;
+    (server, room, joined)
+}
+
+/// `publisher`'s published video track at the server.
+fn video_track(server: &RunningServer, room: &str, publisher: &str) -> Arc<PublishedTrack> {
+    server
+        .state
+        .rooms
+        .get(room)
+        .and_then(|r| {
+            r.tracks()
+                .into_iter()
+                .find(|t| t.publisher == publisher && t.kind.to_string() == "video")
+        })
+        .expect("the publisher's video track")
+}
+
+/// The place in `log` where the packets turn from layer `from` to layer `to` (the last such
+/// turn): the index of the first packet of `to`.
+fn switch_in(log: &[Received], from: u8, to: u8) -> usize {
+    (1..log.len())
+        .rev()
+        .find(|&i| log[i - 1].layer == from && log[i].layer == to)
+        .unwrap_or_else(|| {
+            panic!(
+                "no switch from layer {from} to {to} in {} packets",
+                log.len()
+            )
+        })
+}
+
+/// Checks that the switch at `log[i]` is seamless: it starts with a keyframe, its sequence
+/// number follows the last one, and its timestamp moved on by the time between them.
+fn assert_seamless(log: &[Received], i: usize) {
+    let (before, after) = (log[i - 1], log[i]);
+    assert!(
+        after.keyframe,
+        "the new layer's first packet is no keyframe: {after:?}"
+    );
+    assert_eq!(
+        after.sequence_number,
+        before.sequence_number.wrapping_add(1),
+        "a sequence gap at the switch: {before:?} → {after:?}"
+    );
+    let ticks = i64::from(after.timestamp.wrapping_sub(before.timestamp) as i32);
+    let elapsed = (after.at - before.at).as_micros() as i64 * 90 / 1000;
+    assert!(
+        (ticks - elapsed).abs() <= 2 * FRAME_TICKS,
+        "timestamp moved {ticks} ticks over {elapsed} ticks of time: {before:?} → {after:?}"
+    );
+}
 
 fn simulcast() -> PeerOptions {
     PeerOptions {
         simulcast: true,
         ..PeerOptions::default()
     }
-}
-
-fn video_from(state: &PeerState, publisher: &str) -> TrackStats {
-    state
-        .received
-        .values()
-        .find(|t| t.publisher == publisher && t.kind == "video")
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn layer(state: &PeerState, publisher: &str, mark: u8) -> LayerStats {
@@ -74,12 +161,14 @@ async fn wait_for_live_layers(server: &RunningServer, room: &str, publisher: &st
 /// Waits until `viewer` gets only layer `mark` of `publisher`'s video, then checks that the
 /// next `packets` of it arrive whole and from that layer alone.
 async fn assert_only_layer(viewer: &TestPeer, publisher: &TestPeer, mark: u8, packets: u64) {
-    // Before the server has measured the layers it may forward another for a moment.
+    // Until the layer is measured, or a switch to it is made at its next keyframe, another
+    // may still arrive: wait for 20 packets of it from now on.
+    let start = layer(&viewer.state(), &publisher.id, mark).packets;
     let settled = viewer
         .wait_for(
             &format!("{} forwarded layer {mark}", publisher.name),
             WAIT,
-            |s| layer(s, &publisher.id, mark).packets >= 20,
+            |s| layer(s, &publisher.id, mark).packets >= start + 20,
         )
         .await
         .unwrap();
@@ -105,27 +194,31 @@ async fn assert_only_layer(viewer: &TestPeer, publisher: &TestPeer, mark: u8, pa
         }
     }
     assert_eq!(after.corrupt, 0, "corrupt payloads");
+    // Delivery over the window: what arrived of the layer since `before` against how far its
+    // counter moved (the layer may have been forwarded before, with a gap since).
     let l = &after.by_layer[&mark];
+    let b = &before.by_layer[&mark];
+    let moved = l.counters.map_or(0, |c| c.1) - b.counters.map_or(0, |c| c.1);
+    let delivery = (l.distinct - b.distinct) as f64 / f64::from(moved.max(1));
     assert!(
-        l.delivery() > 0.99,
-        "{}: layer {mark} delivered {:.3} on loopback: {l:?}",
-        viewer.name,
-        l.delivery()
+        delivery > 0.99,
+        "{}: layer {mark} delivered {delivery:.3} on loopback: {b:?} → {l:?}",
+        viewer.name
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_layer_is_received_and_the_best_one_forwarded_intact() {
-    let server = start(|c| c.simulcast = true).await;
-    let room = room("simulcast");
-    let url = server.socket_url();
-    let ada = TestPeer::join(&url, &room, "Ada", simulcast())
-        .await
-        .expect("Ada joins");
+    let _one = ONE_AT_A_TIME.lock().await;
     // Bob sends one stream: his answer declines the layers the server asks him for.
-    let bob = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .expect("Bob joins");
+    let (server, room, peers) = simulcast_room(
+        "simulcast",
+        vec![("Ada", simulcast()), ("Bob", PeerOptions::default())],
+    )
+    .await;
+    let [ada, bob] = &peers[..] else {
+        unreachable!()
+    };
 
     // Ada answered the first offer with three layers; the server receives all of them.
     let offer = ada.state().offer_sdp;
@@ -134,7 +227,6 @@ async fn every_layer_is_received_and_the_best_one_forwarded_intact() {
         1,
         "{offer}"
     );
-    wait_for_live_layers(&server, &room, &ada.id, 3).await;
     let mut rids: Vec<String> = server_layers(&server, &room, &ada.id)
         .into_iter()
         .map(|(rid, _)| rid)
@@ -143,7 +235,7 @@ async fn every_layer_is_received_and_the_best_one_forwarded_intact() {
     assert_eq!(rids, ["f", "h", "q"]);
 
     // Bob gets the biggest layer, and only it, intact.
-    assert_only_layer(&bob, &ada, FULL, 200).await;
+    assert_only_layer(bob, ada, FULL, 200).await;
     // Bob's one stream is forwarded to Ada as before (one layer, no RID).
     let plain = server_layers(&server, &room, &bob.id);
     assert_eq!(plain.len(), 1, "{plain:?}");
@@ -176,17 +268,17 @@ async fn every_layer_is_received_and_the_best_one_forwarded_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_third_peer_joining_leaves_every_layer_alive() {
-    let server = start(|c| c.simulcast = true).await;
-    let room = room("simulcast-3");
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (server, room, peers) = simulcast_room(
+        "simulcast-3",
+        vec![("Ada", simulcast()), ("Bob", PeerOptions::default())],
+    )
+    .await;
+    let [ada, bob] = &peers[..] else {
+        unreachable!()
+    };
     let url = server.socket_url();
-    let ada = TestPeer::join(&url, &room, "Ada", simulcast())
-        .await
-        .expect("Ada joins");
-    let bob = TestPeer::join(&url, &room, "Bob", PeerOptions::default())
-        .await
-        .expect("Bob joins");
-    wait_for_live_layers(&server, &room, &ada.id, 3).await;
-    assert_only_layer(&bob, &ada, FULL, 100).await;
+    assert_only_layer(bob, ada, FULL, 100).await;
     let offers = ada.state().offers;
 
     // Cat's tracks reach Ada in a new offer, which the crate writes itself: it must still ask
@@ -215,53 +307,41 @@ async fn a_third_peer_joining_leaves_every_layer_alive() {
     // Every layer of Ada's still arrives after the re-negotiation, and is still forwarded.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     wait_for_live_layers(&server, &room, &ada.id, 3).await;
-    assert_only_layer(&cat, &ada, FULL, 100).await;
-    assert_only_layer(&bob, &ada, FULL, 100).await;
+    assert_only_layer(&cat, ada, FULL, 100).await;
+    assert_only_layer(bob, ada, FULL, 100).await;
     // And Cat's layers reach Ada and Bob.
     wait_for_live_layers(&server, &room, &cat.id, 3).await;
-    assert_only_layer(&ada, &cat, FULL, 100).await;
-    assert_only_layer(&bob, &cat, FULL, 100).await;
-}
-
-/// 5% loss and 50 ms one way, in both directions of a peer's link (as `tests/loss.rs`).
-fn bad_link(seed: u64) -> Option<Impairment> {
-    Some(Impairment {
-        loss: 0.05,
-        delay: Duration::from_millis(50),
-        seed,
-        spare_dtls_handshake: true,
-    })
+    assert_only_layer(ada, &cat, FULL, 100).await;
+    assert_only_layer(bob, &cat, FULL, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losses_of_the_forwarded_layer_are_repaired() {
-    let server = start(|c| c.simulcast = true).await;
-    let room = room("simulcast-loss");
-    let url = server.socket_url();
-    let pat = TestPeer::join(
-        &url,
-        &room,
-        "Pat",
-        PeerOptions {
-            impairment: bad_link(0x5eed_0101),
-            ..simulcast()
-        },
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_server, _room, peers) = simulcast_room(
+        "simulcast-loss",
+        vec![
+            (
+                "Pat",
+                PeerOptions {
+                    impairment: bad_link(0x5eed_0101),
+                    ..simulcast()
+                },
+            ),
+            (
+                "Sue",
+                PeerOptions {
+                    video: false,
+                    impairment: bad_link(0x5eed_0102),
+                    ..PeerOptions::default()
+                },
+            ),
+        ],
     )
-    .await
-    .expect("Pat joins");
-    let sue = TestPeer::join(
-        &url,
-        &room,
-        "Sue",
-        PeerOptions {
-            video: false,
-            impairment: bad_link(0x5eed_0102),
-            ..PeerOptions::default()
-        },
-    )
-    .await
-    .expect("Sue joins");
-    wait_for_live_layers(&server, &room, &pat.id, 3).await;
+    .await;
+    let [pat, sue] = &peers[..] else {
+        unreachable!()
+    };
     // Five seconds of the full layer, each packet crossing two lossy hops.
     let st = sue
         .wait_for("500 packets of Pat's full layer", WAIT * 2, |s| {
@@ -290,6 +370,7 @@ async fn losses_of_the_forwarded_layer_are_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_flag_nobody_is_asked_for_layers() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let server = start(|_| {}).await;
     let room = room("simulcast-off");
     let url = server.socket_url();
@@ -311,4 +392,188 @@ async fn without_the_flag_nobody_is_asked_for_layers() {
     );
     assert!(!offer.contains("sdes:rtp-stream-id"), "{offer}");
     assert_eq!(server_layers(&server, &room, &ada.id).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_that_stops_moves_its_viewers_down_and_back_seamlessly() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (server, _room, peers) = simulcast_room(
+        "simulcast-switch",
+        vec![("Ada", simulcast()), ("Bob", recording_viewer())],
+    )
+    .await;
+    let [ada, bob] = &peers[..] else {
+        unreachable!()
+    };
+    assert_only_layer(bob, ada, FULL, 100).await;
+    let stats = &server.state.stats;
+    let down_before = stats.layer_switches_down.load(Ordering::Relaxed);
+
+    // f stops (a browser's bandwidth or CPU dropped): Bob moves to h once f is gone.
+    ada.set_layer_active("f", false).unwrap();
+    let st = bob
+        .wait_for("50 packets of h", WAIT, |s| {
+            layer(s, &ada.id, HALF).packets >= 50
+        })
+        .await
+        .unwrap();
+    let log = video_from(&st, &ada.id).log;
+    let i = switch_in(&log, FULL, HALF);
+    assert_seamless(&log, i);
+    assert!(
+        log[i..].iter().all(|p| p.layer == HALF),
+        "only h after the switch"
+    );
+    let gap = log[i].at - log[i - 1].at;
+    println!(
+        "f stopped: Bob on h after {} ms without a frame",
+        gap.as_millis()
+    );
+    assert!(stats.layer_switches_down.load(Ordering::Relaxed) > down_before);
+
+    // f comes back: Bob moves up at its first keyframe.
+    let up_before = stats.layer_switches_up.load(Ordering::Relaxed);
+    let f_before = layer(&st, &ada.id, FULL).packets;
+    ada.set_layer_active("f", true).unwrap();
+    let st = bob
+        .wait_for("f again", WAIT, |s| {
+            layer(s, &ada.id, FULL).packets >= f_before + 50
+        })
+        .await
+        .unwrap();
+    let log = video_from(&st, &ada.id).log;
+    let j = switch_in(&log, HALF, FULL);
+    assert_seamless(&log, j);
+    assert!(
+        log[j..].iter().all(|p| p.layer == FULL),
+        "only f after the switch back"
+    );
+    assert!(stats.layer_switches_up.load(Ordering::Relaxed) > up_before);
+    // The whole stream, both switches included, is one unbroken sequence.
+    for w in log.windows(2) {
+        assert_eq!(
+            w[1].sequence_number,
+            w[0].sequence_number.wrapping_add(1),
+            "a gap or reorder: {:?} → {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_viewers_with_different_targets_each_get_only_their_own_layer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (server, room, peers) = simulcast_room(
+        "simulcast-targets",
+        vec![
+            ("Ada", simulcast()),
+            ("Bob", recording_viewer()),
+            ("Cat", recording_viewer()),
+        ],
+    )
+    .await;
+    let [ada, bob, cat] = &peers[..] else {
+        unreachable!()
+    };
+    assert_only_layer(bob, ada, FULL, 50).await;
+    assert_only_layer(cat, ada, FULL, 50).await;
+
+    // Bob's tile is small: at most q for him; Cat keeps f.
+    let track = video_track(&server, &room, &ada.id);
+    let bob_ssrc = video_from(&bob.state(), &ada.id).ssrc;
+    assert!(track.set_layer_cap(bob_ssrc, Some("q".into())));
+    assert!(
+        !track.set_layer_cap(bob_ssrc ^ 1, Some("q".into())),
+        "no such subscriber"
+    );
+    assert_only_layer(bob, ada, QUARTER, 100).await;
+    let log = video_from(&bob.state(), &ada.id).log;
+    assert_seamless(&log, switch_in(&log, FULL, QUARTER));
+    assert_only_layer(cat, ada, FULL, 100).await;
+
+    // Back to the track's choice: Bob returns to f.
+    assert!(track.set_layer_cap(bob_ssrc, None));
+    assert_only_layer(bob, ada, FULL, 100).await;
+    let log = video_from(&bob.state(), &ada.id).log;
+    assert_seamless(&log, switch_in(&log, QUARTER, FULL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_right_after_a_switch_is_answered_from_the_new_layer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_server, _room, peers) = simulcast_room(
+        "simulcast-nack",
+        vec![
+            ("Pat", simulcast()),
+            (
+                "Sue",
+                PeerOptions {
+                    impairment: bad_link(0x5eed_0201),
+                    ..recording_viewer()
+                },
+            ),
+        ],
+    )
+    .await;
+    let [pat, sue] = &peers[..] else {
+        unreachable!()
+    };
+    sue.wait_for("f at Sue", WAIT, |s| layer(s, &pat.id, FULL).packets >= 100)
+        .await
+        .unwrap();
+    pat.set_layer_active("f", false).unwrap();
+    // Three seconds of h over a link that loses 5%: losses right after the switch too.
+    let st = sue
+        .wait_for("300 packets of h", WAIT, |s| {
+            layer(s, &pat.id, HALF).distinct >= 300
+        })
+        .await
+        .unwrap();
+    let log = video_from(&st, &pat.id).log;
+    // By arrival order the first h packet may be a resend; by number, the switch is where h
+    // starts and f stops.
+    let first_h = log
+        .iter()
+        .filter(|p| p.layer == HALF)
+        .map(|p| p.sequence_number)
+        .min_by_key(|&s| s.wrapping_sub(log[0].sequence_number))
+        .unwrap();
+    let after: Vec<&Received> = log
+        .iter()
+        .filter(|p| p.sequence_number.wrapping_sub(first_h) < 0x8000)
+        .collect();
+    assert!(
+        after.iter().all(|p| p.layer == HALF),
+        "a packet numbered after the switch came from another layer (a resend from the wrong \
+         history?)"
+    );
+    // Each h packet, first copy or resend, has the timestamp its frame has in h shifted by
+    // the one offset of the switch: a resend with another offset would show here.
+    let base = |p: &Received| {
+        p.timestamp
+            .wrapping_sub(p.counter.wrapping_mul(FRAME_TICKS as u32))
+    };
+    let b0 = base(after[0]);
+    assert!(
+        after.iter().all(|p| base(p) == b0),
+        "timestamps of h not one shifted sequence"
+    );
+    let numbers: std::collections::BTreeSet<u16> = after
+        .iter()
+        .map(|p| p.sequence_number.wrapping_sub(first_h))
+        .collect();
+    let span = u32::from(*numbers.last().unwrap()) + 1;
+    let delivered = numbers.len() as f64 / f64::from(span);
+    println!(
+        "after the switch: {} of {span} numbers delivered ({:.2}%), {} copies",
+        numbers.len(),
+        delivered * 100.0,
+        after.len()
+    );
+    assert!(
+        delivered >= 0.985,
+        "only {:.2}% after the switch: NACKs not answered from h?",
+        delivered * 100.0
+    );
 }

@@ -9,7 +9,7 @@
 //! ```text
 //! peer ─┬─ signaling ─┬─ answer
 //!       │             └─ state
-//!       ├─ receive ───── state, audio_level, payload
+//!       ├─ receive ───── state, audio_level, payload, media_source
 //!       ├─ media_source ─ audio_level, payload
 //!       └─ api ───────── audio_level, impair
 //! ```
@@ -31,7 +31,7 @@ pub use answer::strip_sdp_lines;
 pub use api::{api, api_over};
 pub use audio_level::AUDIO_LEVEL_URI;
 pub use impair::{ImpairedConn, Impairment, LinkCounters};
-pub use payload::{check_payload, make_payload};
+pub use payload::{check_payload, make_payload, make_vp8_payload, read_payload, Payload};
 pub use peer::{PeerOptions, TestPeer, SIMULCAST_LAYERS};
 pub use signaling::{candidate_message, JoinError};
-pub use state::{LayerStats, PeerState, TrackStats};
+pub use state::{LayerStats, PeerState, Received, TrackStats};

@@ -9,8 +9,111 @@ use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::time::Instant;
+
 use crate::audio_level::LevelSource;
-use crate::payload::make_payload;
+use crate::payload::{make_payload, make_vp8_payload};
+
+/// A camera honours no keyframe request within this long of the last (libwebrtc's
+/// `kMinKeyframeSendIntervalMs`).
+const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(300);
+
+/// A simulcast camera sends a keyframe at least this often on every layer.
+const KEYFRAME_EVERY: Duration = Duration::from_secs(2);
+
+/// A simulcast camera's layers start this long after the connection is up. The `webrtc`
+/// crate (0.17.2) of the server has a race: it starts reading new SSRCs before it has set up
+/// the receivers for the RIDs of the answer it just applied, and a layer whose first packet
+/// lands in between is never delivered (`no trackStreams found for RID`). Browsers can lose
+/// that race too; the tests here are about forwarding, so their peers keep out of it.
+const LAYERS_AFTER_CONNECTED: Duration = Duration::from_millis(100);
+
+/// A simulcast camera's controls, shared by its layers' publishing tasks and the peer: keyframe
+/// requests (every layer answers each, as libvpx's simulcast encoder does) and which layers
+/// send.
+pub(crate) struct SimulcastControl {
+    /// Bumped by each keyframe request the camera honours.
+    requests: AtomicU64,
+    last_honoured: Mutex<Option<Instant>>,
+    /// Per layer, by RID: whether it sends.
+    active: Vec<(String, AtomicBool)>,
+    /// When the peer connection came up: layers send from [`LAYERS_AFTER_CONNECTED`] after.
+    connected_at: Mutex<Option<Instant>>,
+}
+
+impl SimulcastControl {
+    /// Every layer of `rids` sending.
+    pub(crate) fn new<'a>(rids: impl IntoIterator<Item = &'a str>) -> Self {
+        SimulcastControl {
+            requests: AtomicU64::new(0),
+            last_honoured: Mutex::new(None),
+            active: rids
+                .into_iter()
+                .map(|r| (r.to_owned(), AtomicBool::new(true)))
+                .collect(),
+            connected_at: Mutex::new(None),
+        }
+    }
+
+    /// The peer connection is up (the first time counts).
+    pub(crate) fn connected(&self) {
+        if let Ok(mut at) = self.connected_at.lock() {
+            at.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Whether layers may send yet.
+    fn started(&self) -> bool {
+        self.connected_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() >= LAYERS_AFTER_CONNECTED)
+    }
+
+    /// A keyframe request from the network: honoured unless one was within 300 ms.
+    pub(crate) fn request_keyframe(&self) {
+        let now = Instant::now();
+        let Ok(mut last) = self.last_honoured.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_MIN_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Starts or stops the layer `rid`; false if there is no such layer.
+    pub(crate) fn set_active(&self, rid: &str, active: bool) -> bool {
+        match self.active.iter().find(|(r, _)| r == rid) {
+            Some((_, a)) => {
+                a.store(active, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn is_active(&self, layer: usize) -> bool {
+        self.active
+            .get(layer)
+            .is_some_and(|(_, a)| a.load(Ordering::Relaxed))
+    }
+}
+
+/// How one simulcast layer's packets are shaped: VP8 frames of this size, keyframes when its
+/// camera says.
+pub(crate) struct LayerShape {
+    pub(crate) control: Arc<SimulcastControl>,
+    /// The layer's place in `control`.
+    pub(crate) index: usize,
+    pub(crate) width: u16,
+    pub(crate) height: u16,
+}
 
 /// A peer's Opus-labelled microphone track, `<peer>-audio`.
 pub(crate) fn opus_track(peer: &str) -> Arc<TrackLocalStaticRTP> {
@@ -80,35 +183,66 @@ fn stream_id(peer: &str) -> String {
 }
 
 /// Writes packet after packet on `track` forever: `size`-byte [`make_payload`]s at
-/// `packets_per_second`, numbered as `numbering` says, with an audio level when `level` says
-/// so.
+/// `packets_per_second` (one frame each), numbered as `numbering` says, with an audio level
+/// when `level` says so. A simulcast layer (`shape`) sends [`make_vp8_payload`]s instead,
+/// keyframes as its camera says, and nothing while stopped (its timestamps keep time).
 pub(crate) async fn publish(
     track: Arc<TrackLocalStaticRTP>,
     packets_per_second: u32,
     size: usize,
     numbering: Numbering,
     mut level: Option<LevelSource>,
+    shape: Option<LayerShape>,
 ) {
     let clock = track.codec().clock_rate;
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / packets_per_second.max(1));
+    let pps = packets_per_second.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u16 = numbering.first_sequence;
     let mut n: u32 = 0;
+    let mut ticks: u32 = 0;
     let mark = u32::from(numbering.layer) << 24;
+    // Keyframe state of a simulcast layer: requests seen, and when the last keyframe went.
+    let mut seen_requests = 0;
+    let mut last_key: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let counter = mark | (n & 0x00ff_ffff);
+        let timestamp = numbering
+            .first_timestamp
+            .wrapping_add(ticks.wrapping_mul(clock / pps));
+        ticks = ticks.wrapping_add(1);
+        let payload = match &shape {
+            None => make_payload(mark | (n & 0x00ff_ffff), size),
+            Some(shape) => {
+                if !shape.control.started() || !shape.control.is_active(shape.index) {
+                    // A stopped layer starts again with a keyframe.
+                    last_key = None;
+                    continue;
+                }
+                let requests = shape.control.requests.load(Ordering::Relaxed);
+                let now = Instant::now();
+                let key = requests != seen_requests
+                    || last_key.is_none_or(|t| now.duration_since(t) >= KEYFRAME_EVERY);
+                seen_requests = requests;
+                if key {
+                    last_key = Some(now);
+                }
+                make_vp8_payload(
+                    mark | (n & 0x00ff_ffff),
+                    size,
+                    key.then_some((shape.width, shape.height)),
+                )
+            }
+        };
         let packet = webrtc::rtp::packet::Packet {
             header: webrtc::rtp::header::Header {
                 version: 2,
                 marker: true,
                 sequence_number: seq,
-                timestamp: numbering
-                    .first_timestamp
-                    .wrapping_add(n.wrapping_mul(clock / packets_per_second.max(1))),
+                timestamp,
                 ..Default::default()
             },
-            payload: make_payload(counter, size),
+            payload,
         };
         let mut packet = packet;
         if let Some(source) = level.as_mut() {

@@ -23,6 +23,55 @@ pub fn check_payload(p: &[u8]) -> bool {
         .all(|(i, &b)| b == pattern(counter, i))
 }
 
+/// The VP8 bytes before a [`make_vp8_payload`]'s counter: payload descriptor and frame header.
+pub const VP8_PREFIX: usize = 11;
+
+/// A VP8-shaped payload of `size` bytes for packet `counter`: a payload descriptor starting a
+/// frame, then a keyframe header of `keyframe`'s size (start code, width, height) or an
+/// interframe header, then [`make_payload`]'s bytes. An SFU reads it as VP8; [`read_payload`]
+/// checks it.
+pub fn make_vp8_payload(counter: u32, size: usize, keyframe: Option<(u16, u16)>) -> Bytes {
+    let mut v = Vec::with_capacity(size.max(VP8_PREFIX + 4));
+    // Descriptor: X=0, N=0, S=1, PID=0.
+    v.push(0x10);
+    match keyframe {
+        Some((w, h)) => {
+            // Frame tag: P=0 (key), show_frame; start code; width and height.
+            v.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+            v.extend_from_slice(&w.to_le_bytes());
+            v.extend_from_slice(&h.to_le_bytes());
+        }
+        // P=1 (interframe), show_frame.
+        None => v.extend_from_slice(&[0x11, 0x02, 0x00, 0, 0, 0, 0, 0, 0, 0]),
+    }
+    v.extend_from_slice(&make_payload(counter, size.saturating_sub(VP8_PREFIX)));
+    Bytes::from(v)
+}
+
+/// What a payload from [`make_payload`] or [`make_vp8_payload`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    /// The publisher's counter (its top byte marks a simulcast layer).
+    pub counter: u32,
+    /// A VP8-shaped keyframe.
+    pub keyframe: bool,
+}
+
+/// Reads and checks a payload of either kind; `None` if it is not what was written. The two
+/// are told apart by the first byte: a plain payload's counter starts with a layer mark (< 16),
+/// a VP8-shaped one with the descriptor's S bit (0x10).
+pub fn read_payload(p: &[u8]) -> Option<Payload> {
+    let (keyframe, body) = match p.first() {
+        Some(0x10) => (p.get(1)? & 0x01 == 0, p.get(VP8_PREFIX..)?),
+        _ => (false, p),
+    };
+    if !check_payload(body) {
+        return None;
+    }
+    let counter = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    Some(Payload { counter, keyframe })
+}
+
 fn pattern(counter: u32, i: usize) -> u8 {
     (counter as usize).wrapping_mul(31).wrapping_add(i) as u8
 }
@@ -40,5 +89,31 @@ mod tests {
         bad[50] ^= 1;
         assert!(!check_payload(&bad));
         assert!(!check_payload(&[1, 2]));
+    }
+
+    #[test]
+    fn vp8_shaped_payloads_read_back() {
+        let key = make_vp8_payload(3 << 24 | 9, 200, Some((1280, 720)));
+        assert_eq!(key.len(), 200);
+        assert_eq!(
+            read_payload(&key),
+            Some(Payload {
+                counter: 3 << 24 | 9,
+                keyframe: true
+            })
+        );
+        let inter = make_vp8_payload(10, 200, None);
+        assert_eq!(read_payload(&inter).map(|p| p.keyframe), Some(false));
+        assert_eq!(
+            read_payload(&make_payload(1 << 24 | 5, 100)),
+            Some(Payload {
+                counter: 1 << 24 | 5,
+                keyframe: false
+            })
+        );
+        let mut bad = key.to_vec();
+        bad[150] ^= 1;
+        assert_eq!(read_payload(&bad), None);
+        assert_eq!(read_payload(&key[..12]), None);
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -29,7 +30,9 @@ use crate::answer::LocalTracks;
 use crate::api::api_over;
 use crate::audio_level::{LevelSource, NO_LEVEL};
 use crate::impair::{ImpairedConn, Impairment, LinkCounters};
-use crate::media_source::{opus_track, publish, vp8_layer, vp8_track, Numbering};
+use crate::media_source::{
+    opus_track, publish, vp8_layer, vp8_track, LayerShape, Numbering, SimulcastControl,
+};
 use crate::receive::{count_keyframe_requests, receive};
 use crate::signaling::{
     candidate_message, join_room, signal_loop, write_loop, Accepted, JoinError,
@@ -61,12 +64,17 @@ pub struct PeerOptions {
     /// starts, and its mark in the payload counters. Without it the peer sends one stream and
     /// its answers decline simulcast, as a browser without layers does.
     pub simulcast: bool,
+    /// Keep a record of every packet received ([`TrackStats::log`]), for tests of what a
+    /// layer switch looks like on the wire.
+    pub record_packets: bool,
 }
 
-/// A simulcast camera's layers, lowest first: RID and payload bytes as a share of
-/// [`PeerOptions::video_payload_bytes`] (so the layers' bitrates rank them, as picture sizes
-/// would). Packets of layer `i` carry mark `i + 1` in their counters' top byte.
-pub const SIMULCAST_LAYERS: [(&str, usize); 3] = [("q", 4), ("h", 2), ("f", 1)];
+/// A simulcast camera's layers, lowest first: RID, payload bytes as a share of
+/// [`PeerOptions::video_payload_bytes`], and the picture size its keyframes announce. Packets
+/// of layer `i` carry mark `i + 1` in their counters' top byte; every packet is a VP8-shaped
+/// frame (keyframes every 2 s and on request, at most one per 300 ms, on every layer at once).
+pub const SIMULCAST_LAYERS: [(&str, usize, u16, u16); 3] =
+    [("q", 4, 320, 180), ("h", 2, 640, 360), ("f", 1, 1280, 720)];
 
 impl Default for PeerOptions {
     fn default() -> Self {
@@ -80,9 +88,20 @@ impl Default for PeerOptions {
             impairment: None,
             relay_only: false,
             simulcast: false,
+            record_packets: false,
         }
     }
 }
+
+/// One stream the peer sends from joining on: its track, packets per second, payload size,
+/// numbering, and its shape when it is a simulcast layer.
+type LocalStream = (
+    Arc<TrackLocalStaticRTP>,
+    u32,
+    usize,
+    Numbering,
+    Option<LayerShape>,
+);
 
 /// A video track added after joining (a screen share) and its sender.
 struct ExtraTrack {
@@ -112,6 +131,8 @@ pub struct TestPeer {
     video: bool,
     video_packets_per_second: u32,
     video_payload_bytes: usize,
+    /// The camera's simulcast controls, when it sends layers.
+    simulcast: Option<Arc<SimulcastControl>>,
 }
 
 impl TestPeer {
@@ -195,8 +216,9 @@ impl TestPeer {
                 .context("creating peer connection")?,
         );
         // Tracks added before the first offer is applied take the server's recvonly m-lines.
-        let mut local_tracks: Vec<(Arc<TrackLocalStaticRTP>, u32, usize, Numbering)> = Vec::new();
+        let mut local_tracks: Vec<LocalStream> = Vec::new();
         let mut layer_senders = Vec::new();
+        let mut simulcast = None;
         let audio_level = Arc::new(AtomicU8::new(NO_LEVEL));
         let mut audio_sender = None;
         let mut video_sender = None;
@@ -215,13 +237,17 @@ impl TestPeer {
                     muted: false,
                 },
             );
-            local_tracks.push((t, 50u32, 120usize, Numbering::default()));
+            local_tracks.push((t, 50u32, 120usize, Numbering::default(), None));
         }
         if options.video && options.simulcast {
             let layers: Vec<_> = SIMULCAST_LAYERS
                 .iter()
-                .map(|(rid, _)| vp8_layer(&id, rid))
+                .map(|(rid, ..)| vp8_layer(&id, rid))
                 .collect();
+            let control = Arc::new(SimulcastControl::new(
+                SIMULCAST_LAYERS.iter().map(|(rid, ..)| *rid),
+            ));
+            simulcast = Some(control.clone());
             let sender = pc
                 .add_track(layers[0].clone() as Arc<dyn TrackLocal + Send + Sync>)
                 .await
@@ -239,13 +265,21 @@ impl TestPeer {
                     muted: false,
                 },
             );
-            for (i, (t, (rid, share))) in layers.into_iter().zip(SIMULCAST_LAYERS).enumerate() {
+            for (i, (t, (rid, share, width, height))) in
+                layers.into_iter().zip(SIMULCAST_LAYERS).enumerate()
+            {
                 layer_senders.push((sender.clone(), rid.to_owned()));
                 local_tracks.push((
                     t,
                     options.video_packets_per_second,
                     (options.video_payload_bytes / share).max(64),
                     Numbering::layer(i as u8 + 1),
+                    Some(LayerShape {
+                        control: control.clone(),
+                        index: i,
+                        width,
+                        height,
+                    }),
                 ));
             }
         } else if options.video {
@@ -267,13 +301,20 @@ impl TestPeer {
                 options.video_packets_per_second,
                 options.video_payload_bytes,
                 Numbering::default(),
+                None,
             ));
         }
 
         let weak = Arc::downgrade(&state_tx);
+        let layers = simulcast.as_ref().map(Arc::downgrade);
         pc.on_peer_connection_state_change(Box::new(move |s| {
             if let Some(tx) = weak.upgrade() {
                 tx.send_modify(|st| st.connection = Some(s));
+            }
+            if s == RTCPeerConnectionState::Connected {
+                if let Some(c) = layers.as_ref().and_then(std::sync::Weak::upgrade) {
+                    c.connected();
+                }
             }
             Box::pin(async {})
         }));
@@ -289,9 +330,10 @@ impl TestPeer {
             Box::pin(async {})
         }));
         let weak = Arc::downgrade(&state_tx);
+        let record = options.record_packets;
         pc.on_track(Box::new(move |track, _, transceiver| {
             if let (Some(tx), Some(mid)) = (weak.upgrade(), transceiver.mid()) {
-                tokio::spawn(receive(track, mid.to_string(), tx));
+                tokio::spawn(receive(track, mid.to_string(), tx, record));
             }
             Box::pin(async {})
         }));
@@ -315,13 +357,14 @@ impl TestPeer {
             )));
         }
         for (sender, rid) in layer_senders {
+            let control = simulcast.clone();
             tasks.push(tokio::spawn(count_keyframe_requests(
                 sender,
-                Some(rid),
+                Some((rid, control)),
                 Arc::downgrade(&state_tx),
             )));
         }
-        for (track, pps, size, numbering) in local_tracks {
+        for (track, pps, size, numbering, shape) in local_tracks {
             let level = (track.kind() == RTPCodecType::Audio)
                 .then(|| audio_sender.clone())
                 .flatten()
@@ -330,7 +373,9 @@ impl TestPeer {
                     level: audio_level.clone(),
                     ext_id: None,
                 });
-            tasks.push(tokio::spawn(publish(track, pps, size, numbering, level)));
+            tasks.push(tokio::spawn(publish(
+                track, pps, size, numbering, level, shape,
+            )));
         }
         // Keep the state sender alive as long as the tasks are.
         let state_weak = Arc::downgrade(&state_tx);
@@ -355,7 +400,18 @@ impl TestPeer {
             video: options.video,
             video_packets_per_second: options.video_packets_per_second,
             video_payload_bytes: options.video_payload_bytes,
+            simulcast,
         })
+    }
+
+    /// Starts or stops sending the camera's simulcast layer `rid`, as a browser does when its
+    /// encoding is set inactive or its bandwidth drops; a layer started again begins with a
+    /// keyframe. Fails if the peer sends no such layer.
+    pub fn set_layer_active(&self, rid: &str, active: bool) -> anyhow::Result<()> {
+        match &self.simulcast {
+            Some(c) if c.set_active(rid, active) => Ok(()),
+            _ => bail!("{} sends no simulcast layer {rid:?}", self.name),
+        }
     }
 
     /// Puts this level (0 loudest ..= 127 silence, RFC 6464) in every audio packet from now

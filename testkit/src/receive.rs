@@ -10,15 +10,17 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_remote::TrackRemote;
 
 use crate::audio_level::AUDIO_LEVEL_URI;
-use crate::payload::check_payload;
-use crate::state::{PeerState, TrackStats};
+use crate::media_source::SimulcastControl;
+use crate::payload::read_payload;
+use crate::state::{PeerState, Received, TrackStats};
 
 /// Counts what `track` delivers on the transceiver `mid`, attributed through the latest
-/// offer's mid → track map, until the track ends.
+/// offer's mid → track map, until the track ends; with `record`, logs every packet too.
 pub(crate) async fn receive(
     track: Arc<TrackRemote>,
     mid: String,
     state: Arc<watch::Sender<PeerState>>,
+    record: bool,
 ) {
     /// What one track has delivered on this transceiver: for distinct counts and freezes.
     #[derive(Default)]
@@ -36,11 +38,9 @@ pub(crate) async fn receive(
     let mut seen: HashMap<TrackId, Seen> = HashMap::new();
     while let Ok((packet, _)) = track.read_rtp().await {
         let now = tokio::time::Instant::now();
-        let ok = check_payload(&packet.payload);
-        let counter = packet
-            .payload
-            .get(..4)
-            .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        let payload = read_payload(&packet.payload);
+        let ok = payload.is_some();
+        let counter = payload.map(|p| p.counter);
         let len = packet.payload.len() as u64;
         let has_level = level_id.is_some_and(|id| packet.header.get_extension(id).is_some());
         state.send_modify(|s| {
@@ -56,6 +56,17 @@ pub(crate) async fn receive(
             });
             t.packets += 1;
             t.bytes += len;
+            t.ssrc = packet.header.ssrc;
+            if record {
+                t.log.push(Received {
+                    at: now,
+                    sequence_number: packet.header.sequence_number,
+                    timestamp: packet.header.timestamp,
+                    layer: counter.map_or(0, |c| (c >> 24) as u8),
+                    counter: counter.map_or(0, |c| c & 0x00ff_ffff),
+                    keyframe: payload.is_some_and(|p| p.keyframe),
+                });
+            }
             t.with_audio_level += u64::from(has_level);
             if !ok {
                 t.corrupt += 1;
@@ -89,9 +100,13 @@ pub(crate) async fn receive(
 /// simulcast layer's RTCP and counts it under its RID too.
 pub(crate) async fn count_keyframe_requests(
     sender: Arc<RTCRtpSender>,
-    rid: Option<String>,
+    layer: Option<(String, Option<Arc<SimulcastControl>>)>,
     state: std::sync::Weak<watch::Sender<PeerState>>,
 ) {
+    let (rid, control) = match layer {
+        Some((rid, control)) => (Some(rid), control),
+        None => (None, None),
+    };
     use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
     use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
     loop {
@@ -108,6 +123,9 @@ pub(crate) async fn count_keyframe_requests(
             })
             .count() as u64;
         if n > 0 {
+            if let Some(c) = &control {
+                c.request_keyframe();
+            }
             let Some(state) = state.upgrade() else { return };
             state.send_modify(|s| {
                 s.keyframe_requests += n;

@@ -28,9 +28,30 @@ pub struct TrackStats {
     pub longest_gap: Duration,
     /// Packets that carried an audio level (the extension negotiated for this track).
     pub with_audio_level: u64,
+    /// The SSRC it arrives with (the server's sender for it).
+    pub ssrc: u32,
+    /// Every packet, when the peer records them (`PeerOptions::record_packets`).
+    pub log: Vec<Received>,
     /// What arrived by the publisher's layer mark (the payload counter's top byte: 0 for a
     /// track without simulcast, else the layer's place, 1 for the lowest).
     pub by_layer: BTreeMap<u8, LayerStats>,
+}
+
+/// One received packet, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// When it arrived.
+    pub at: tokio::time::Instant,
+    /// Its sequence number on the wire.
+    pub sequence_number: u16,
+    /// Its RTP timestamp on the wire.
+    pub timestamp: u32,
+    /// The publisher's layer mark (0 without simulcast).
+    pub layer: u8,
+    /// The publisher's packet counter within its layer.
+    pub counter: u32,
+    /// A VP8-shaped keyframe.
+    pub keyframe: bool,
 }
 
 /// What one simulcast layer of a received track delivered.

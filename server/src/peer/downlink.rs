@@ -119,14 +119,21 @@ impl Peer {
                             Err(_) => break,
                         },
                     };
-                    let wants_keyframe = packets.iter().any(|p| {
+                    // The SSRC the subscriber receives: a simulcast track asks for a keyframe of
+                    // the layer that subscriber is on.
+                    let wants_keyframe = packets.iter().find_map(|p| {
                         let any = p.as_any();
-                        any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                            Some(pli.media_ssrc)
+                        } else {
+                            any.downcast_ref::<FullIntraRequest>()
+                                .map(|fir| fir.fir.first().map_or(fir.media_ssrc, |e| e.ssrc))
+                        }
                     });
-                    if wants_keyframe {
+                    if let Some(ssrc) = wants_keyframe {
                         let track = current.lock().ok().and_then(|t| t.clone());
                         if let Some(track) = track {
-                            track.request_keyframe().await;
+                            track.request_keyframe_for(Some(ssrc)).await;
                         }
                     }
                 }

@@ -14,6 +14,27 @@ use server::{Config, RunningServer};
 use testkit::{PeerOptions, TestPeer};
 use tokio_tungstenite::tungstenite::Message;
 
+/// 5% loss and 50 ms one way, in both directions of a peer's link.
+pub fn bad_link(seed: u64) -> Option<testkit::Impairment> {
+    Some(testkit::Impairment {
+        loss: 0.05,
+        delay: Duration::from_millis(50),
+        seed,
+        // The test peers' own DTLS stack cannot survive a lost last flight (see testkit).
+        spare_dtls_handshake: true,
+    })
+}
+
+/// What `state` received of `publisher`'s video.
+pub fn video_from(state: &testkit::PeerState, publisher: &str) -> testkit::TrackStats {
+    state
+        .received
+        .values()
+        .find(|t| t.publisher == publisher && t.kind == "video")
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// How long a test waits for media or events before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 

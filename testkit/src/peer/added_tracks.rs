@@ -73,6 +73,7 @@ impl TestPeer {
             self.video_payload_bytes,
             Numbering::default(),
             None,
+            None,
         ))
     }
 
