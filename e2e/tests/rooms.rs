@@ -504,8 +504,8 @@ async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 11: with `--simulcast`, a Chromium publisher turns its top encoding off and on; a
-/// Firefox viewer keeps playing throughout, at a smaller size while it is off.
+/// Scenario 11: with `--simulcast`, a publisher turns its top encoding off and on; a viewer in
+/// the other browser keeps playing throughout, at a smaller size while it is off.
 async fn simulcast_top_layer_off_and_on(publisher: Browser, viewer: Browser) -> Result<()> {
     let app = App::start(|c| c.simulcast = true).await?;
     let room = room("simulcast-switch");
@@ -653,6 +653,12 @@ mod mixed {
     async fn s11_chromium_top_layer_off_and_on_firefox_keeps_playing() -> Result<()> {
         let _one = one_at_a_time().await;
         simulcast_top_layer_off_and_on(Browser::Chromium, Browser::Firefox).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s11_firefox_top_layer_off_and_on_chromium_keeps_playing() -> Result<()> {
+        let _one = one_at_a_time().await;
+        simulcast_top_layer_off_and_on(Browser::Firefox, Browser::Chromium).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

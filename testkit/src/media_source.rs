@@ -24,13 +24,6 @@ const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(300);
 /// A simulcast camera sends a keyframe at least this often on every layer.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(2);
 
-/// A simulcast camera's layers start this long after the connection is up. The `webrtc`
-/// crate (0.17.2) of the server has a race: it starts reading new SSRCs before it has set up
-/// the receivers for the RIDs of the answer it just applied, and a layer whose first packet
-/// lands in between is never delivered (`no trackStreams found for RID`). Browsers can lose
-/// that race too; the tests here are about forwarding, so their peers keep out of it.
-const LAYERS_AFTER_CONNECTED: Duration = Duration::from_millis(100);
-
 /// A simulcast camera's controls, shared by its layers' publishing tasks and the peer: keyframe
 /// requests (every layer answers each, as libvpx's simulcast encoder does) and which layers
 /// send.
@@ -40,8 +33,6 @@ pub(crate) struct SimulcastControl {
     last_honoured: Mutex<Option<Instant>>,
     /// Per layer, by RID: whether it sends.
     active: Vec<(String, AtomicBool)>,
-    /// When the peer connection came up: layers send from [`LAYERS_AFTER_CONNECTED`] after.
-    connected_at: Mutex<Option<Instant>>,
 }
 
 impl SimulcastControl {
@@ -54,24 +45,7 @@ impl SimulcastControl {
                 .into_iter()
                 .map(|r| (r.to_owned(), AtomicBool::new(true)))
                 .collect(),
-            connected_at: Mutex::new(None),
         }
-    }
-
-    /// The peer connection is up (the first time counts).
-    pub(crate) fn connected(&self) {
-        if let Ok(mut at) = self.connected_at.lock() {
-            at.get_or_insert_with(Instant::now);
-        }
-    }
-
-    /// Whether layers may send yet.
-    fn started(&self) -> bool {
-        self.connected_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() >= LAYERS_AFTER_CONNECTED)
     }
 
     /// A keyframe request from the network: honoured unless one was within 300 ms.
@@ -214,7 +188,7 @@ pub(crate) async fn publish(
         let payload = match &shape {
             None => make_payload(mark | (n & 0x00ff_ffff), size),
             Some(shape) => {
-                if !shape.control.started() || !shape.control.is_active(shape.index) {
+                if !shape.control.is_active(shape.index) {
                     // A stopped layer starts again with a keyframe.
                     last_key = None;
                     continue;

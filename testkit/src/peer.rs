@@ -18,7 +18,6 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -306,15 +305,9 @@ impl TestPeer {
         }
 
         let weak = Arc::downgrade(&state_tx);
-        let layers = simulcast.as_ref().map(Arc::downgrade);
         pc.on_peer_connection_state_change(Box::new(move |s| {
             if let Some(tx) = weak.upgrade() {
                 tx.send_modify(|st| st.connection = Some(s));
-            }
-            if s == RTCPeerConnectionState::Connected {
-                if let Some(c) = layers.as_ref().and_then(std::sync::Weak::upgrade) {
-                    c.connected();
-                }
             }
             Box::pin(async {})
         }));
