@@ -175,11 +175,6 @@ impl PublishedTrack {
         self.layers.add(remote.rid(), remote.ssrc(), keyframes)
     }
 
-    /// Whether each subscriber gets a layer of its own (a simulcast camera).
-    pub fn is_layered(&self) -> bool {
-        self.layered
-    }
-
     /// Caps the layer the subscriber receiving `ssrc` gets at `rid` (`None`: the track's
     /// choice). False if no subscriber of this layered track receives `ssrc`.
     pub fn set_layer_cap(&self, ssrc: u32, rid: Option<String>) -> bool {

@@ -94,7 +94,9 @@ fn switch_in(log: &[Received], from: u8, to: u8) -> usize {
 }
 
 /// Checks that the switch at `log[i]` is seamless: it starts with a keyframe, its sequence
-/// number follows the last one, and its timestamp moved on by the time between them.
+/// number follows the last one, and its timestamp moved on by the time between them (within
+/// 50 ms: arrival times carry the scheduling jitter of a loaded machine; a missing or wrong
+/// offset is off by seconds or by a random 32-bit amount).
 fn assert_seamless(log: &[Received], i: usize) {
     let (before, after) = (log[i - 1], log[i]);
     assert!(
@@ -109,7 +111,7 @@ fn assert_seamless(log: &[Received], i: usize) {
     let ticks = i64::from(after.timestamp.wrapping_sub(before.timestamp) as i32);
     let elapsed = (after.at - before.at).as_micros() as i64 * 90 / 1000;
     assert!(
-        (ticks - elapsed).abs() <= 2 * FRAME_TICKS,
+        (ticks - elapsed).abs() <= 5 * FRAME_TICKS,
         "timestamp moved {ticks} ticks over {elapsed} ticks of time: {before:?} → {after:?}"
     );
 }
