@@ -1,6 +1,8 @@
 //! Connection statistics: `getStats` every 2 s → each remote tile's quality indicator and the
-//! statistics panel (per remote track: kind, peer, bitrate, loss, jitter, RTT; our outbound
-//! bitrate). The arithmetic is in [`crate::stats`].
+//! statistics panel (per remote track: kind, peer, the frame size a video arrives at — the
+//! simulcast layer the server gives us — or that it is paused, bitrate, loss, jitter, RTT;
+//! our outbound bitrate; the server's estimate of our downlink). The arithmetic is in
+//! [`crate::stats`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -26,6 +28,8 @@ struct TrackRow {
     kind: String,
     peer_id: String,
     rates: Option<TrackRates>,
+    /// A video's frame width and height as decoded.
+    size: Option<(f64, f64)>,
 }
 
 /// Samples statistics while it lives; dropping it stops the timer.
@@ -44,6 +48,8 @@ struct Inner {
     previous: RefCell<Vec<(String, RtpSample)>>,
     busy: Cell<bool>,
     open: Cell<bool>,
+    /// The tracks the server paused for us.
+    paused: RefCell<Vec<String>>,
 }
 
 impl StatsMonitor {
@@ -60,6 +66,7 @@ impl StatsMonitor {
             previous: RefCell::default(),
             busy: Cell::new(false),
             open: Cell::new(false),
+            paused: RefCell::default(),
         });
         let weak = Rc::downgrade(&inner);
         let tick = Closure::<dyn FnMut()>::new(move || {
@@ -97,6 +104,19 @@ impl StatsMonitor {
     /// Whether the panel is open.
     pub fn is_open(&self) -> bool {
         self.inner.open.get()
+    }
+
+    /// Shows the server's estimate of our downlink (`None`: nothing limits it) and notes the
+    /// videos it paused for us (their rows say so at the next sample).
+    pub fn set_downlink(&self, estimate: Option<u64>, paused: &[String]) {
+        if let Some(el) = self.inner.ui.element("stats-downlink") {
+            let text = estimate.map_or_else(
+                || "no limit".to_owned(),
+                |bps| format!("{} kbit/s", fixed(bps as f64 / 1000.0, 0)),
+            );
+            el.set_text_content(Some(&text));
+        }
+        *self.inner.paused.borrow_mut() = paused.to_vec();
     }
 }
 
@@ -196,11 +216,13 @@ impl Inner {
                     let cur = sample_of(&stat, "bytesReceived", "packetsReceived");
                     let rates = before(&previous, &track_id).and_then(|prev| rates(&prev, &cur));
                     seen.push((track_id.clone(), cur));
+                    let size = number(&stat, "frameWidth").zip(number(&stat, "frameHeight"));
                     rows.push(TrackRow {
                         track_id,
                         kind: string(&stat, "kind").unwrap_or_default(),
                         peer_id,
                         rates,
+                        size,
                     });
                 }
                 Some("outbound-rtp") => {
@@ -265,9 +287,16 @@ impl Inner {
         tr.set_attribute("data-peer-id", &row.peer_id)?;
         let dash = || "–".to_owned();
         let r = row.rates.as_ref();
+        let size = if self.paused.borrow().contains(&row.track_id) {
+            "paused".to_owned()
+        } else {
+            row.size
+                .map_or_else(dash, |(w, h)| format!("{}×{}", fixed(w, 0), fixed(h, 0)))
+        };
         let cells = [
             (None, row.kind.clone()),
             (None, (self.name_of)(&row.peer_id)),
+            (Some("size"), size),
             (Some("bitrate"), r.map_or_else(dash, |r| fixed(r.kbps, 0))),
             (
                 Some("loss"),

@@ -42,8 +42,9 @@ const ROOM_PAGE: &str = r#"<div id="room" class="room">
     <aside id="stats-panel" class="side-panel stats" aria-label="Connection statistics" hidden>
       <h2 class="side-panel-title">Connection</h2>
       <p class="stats-outbound">Sending: <span id="stats-outbound" data-stat="outbound-bitrate">–</span> kbit/s</p>
+      <p class="stats-outbound">Receiving up to: <span id="stats-downlink" data-stat="downlink-estimate">no limit</span></p>
       <table class="stats-table">
-        <thead><tr><th>Track</th><th>Peer</th><th>kbit/s</th><th>Loss %</th><th>Jitter ms</th><th>RTT ms</th></tr></thead>
+        <thead><tr><th>Track</th><th>Peer</th><th>Size</th><th>kbit/s</th><th>Loss %</th><th>Jitter ms</th><th>RTT ms</th></tr></thead>
         <tbody id="stats-rows"></tbody>
       </table>
     </aside>
@@ -71,6 +72,8 @@ pub enum TileFlag {
     CameraMuted,
     /// `data-speaking`: the highlight.
     Speaking,
+    /// `data-video-paused`: the server paused this video for us (our link is too slow).
+    VideoPaused,
 }
 
 impl TileFlag {
@@ -79,6 +82,7 @@ impl TileFlag {
             TileFlag::MicMuted => "data-mic-muted",
             TileFlag::CameraMuted => "data-camera-muted",
             TileFlag::Speaking => "data-speaking",
+            TileFlag::VideoPaused => "data-video-paused",
         }
     }
 }

@@ -940,7 +940,24 @@ async fn quality_and_statistics_of_remote_tracks() {
             "RTT of the selected pair"
         );
         assert!(row.text_content().unwrap().contains("Alice"));
+        // A video's row says the frame size it arrives at (the layer the server forwards).
+        if row.text_content().unwrap().starts_with("video") {
+            let size = cell(&row, "size");
+            let (w, h) = size
+                .split_once('×')
+                .unwrap_or_else(|| panic!("size {size}"));
+            assert!(w.parse::<u32>().is_ok_and(|w| w > 0), "size {size}");
+            assert!(h.parse::<u32>().is_ok_and(|h| h > 0), "size {size}");
+        }
     }
+    // Nothing has limited Bob's downlink.
+    let downlink = bob
+        .ui()
+        .element("stats-downlink")
+        .unwrap()
+        .text_content()
+        .unwrap();
+    assert_eq!(downlink, "no limit");
     let out = bob
         .ui()
         .element("stats-outbound")

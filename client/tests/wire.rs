@@ -139,6 +139,14 @@ const GOLDEN: &[(&str, &str)] = &[
         include_str!("../../protocol/tests/golden/server_tracks_removed.json"),
     ),
     (
+        "server_downlink.json",
+        include_str!("../../protocol/tests/golden/server_downlink.json"),
+    ),
+    (
+        "server_downlink_unlimited.json",
+        include_str!("../../protocol/tests/golden/server_downlink_unlimited.json"),
+    ),
+    (
         "server_voice_activity.json",
         include_str!("../../protocol/tests/golden/server_voice_activity.json"),
     ),

@@ -456,6 +456,15 @@ async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
             p.browser
         );
     }
+    // Both browsers answer our transport-wide sequence numbers with feedback: the server
+    // can estimate either one's downlink (`transport_cc`).
+    let downlinks = app.server.state.rtc.bwe.snapshot();
+    ensure!(
+        downlinks.len() == 2,
+        "transport-cc feedback from {} of the 2 browsers ({first} and {second}); figures: {downlinks:?}",
+        downlinks.len()
+    );
+    println!("downlink estimates (None: no congestion seen): {downlinks:?}");
     // The server receives the layers, sizes them from their keyframes, and forwards the
     // biggest live one of each camera.
     let tracks = app

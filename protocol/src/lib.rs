@@ -396,6 +396,16 @@ pub enum ServerMediaEvent {
         /// Speech (true) or silence (false).
         speaking: bool,
     },
+    /// What the server makes of this peer's downlink (sent when it changes): its estimate,
+    /// and the videos paused for it because even their lowest layer does not fit.
+    #[serde(rename_all = "camelCase")]
+    Downlink {
+        /// Bits per second the peer's link is estimated to carry; `null` while nothing has
+        /// limited it.
+        estimate: Option<u64>,
+        /// Tracks whose video is paused for this peer (at most [`MAX_MIDS`]).
+        paused_track_ids: Vec<TrackId>,
+    },
     /// The room engine hit an error concerning this peer.
     Error {
         /// What went wrong, for a person.

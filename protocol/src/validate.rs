@@ -473,6 +473,14 @@ impl ServerMediaEvent {
                 id("peerId", peer_id)?;
                 id("trackId", track_id)
             }
+            ServerMediaEvent::Downlink {
+                paused_track_ids, ..
+            } => {
+                max_items("pausedTrackIds", paused_track_ids.len(), MAX_MIDS)?;
+                paused_track_ids
+                    .iter()
+                    .try_for_each(|t| id("pausedTrackIds", t))
+            }
             ServerMediaEvent::Error { message } => max_bytes("message", message, MAX_TEXT_BYTES),
         }
     }

@@ -196,6 +196,20 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
             }),
         ),
         (
+            "server_downlink",
+            ServerMessage::media(E::Downlink {
+                estimate: Some(850_000),
+                paused_track_ids: vec!["p1:t1".into()],
+            }),
+        ),
+        (
+            "server_downlink_unlimited",
+            ServerMessage::media(E::Downlink {
+                estimate: None,
+                paused_track_ids: vec![],
+            }),
+        ),
+        (
             "server_peer_accepted_with_turn",
             ServerMessage::media(E::PeerAccepted {
                 id: "p2".into(),

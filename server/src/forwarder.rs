@@ -25,7 +25,7 @@ use webrtc::rtp::packet::Packet;
 
 use crate::keyframes::KeyframeRequester;
 use crate::layers::{Cursor, Layer, Layers, Ranking, Verdict};
-use crate::simulcast::{LayeredTrack, Switch};
+use crate::simulcast::{Cap, Cause, LayeredTrack, Switch};
 use crate::voice::VoiceWatch;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -175,13 +175,18 @@ impl PublishedTrack {
         self.layers.add(remote.rid(), remote.ssrc(), keyframes)
     }
 
-    /// Caps the layer the subscriber receiving `ssrc` gets at `rid` (`None`: the track's
-    /// choice). False if no subscriber of this layered track receives `ssrc`.
-    pub fn set_layer_cap(&self, ssrc: u32, rid: Option<String>) -> bool {
+    /// Sets what the subscriber receiving `ssrc` may get of this layered track: a layer at
+    /// most, nothing, or the track's choice. False if no subscriber of it receives `ssrc`.
+    pub fn set_layer_cap(&self, ssrc: u32, cap: Cap) -> bool {
         self.shards.iter().any(|s| match &s.local {
-            Local::Layered(t) => t.set_cap(ssrc, rid.clone()),
+            Local::Layered(t) => t.set_cap(ssrc, cap.clone()),
             Local::Plain(_) => false,
         })
+    }
+
+    /// Whether subscribers get a layer each (a simulcast camera), which can be capped.
+    pub fn is_layered(&self) -> bool {
+        self.layered
     }
 
     /// A place for one more subscriber: bind its sender to the lease's local track and keep
@@ -306,6 +311,7 @@ pub async fn forward(
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
+        packet.header.extensions_padding = 0;
         let verdict = track.layers.on_packet(&layer, &packet, &mut cursor);
         let source = if track.layered {
             // Every layer goes to the layered tracks; each subscriber takes its own.
@@ -380,13 +386,20 @@ impl ShardWriter {
                 .map(|_| shard.bound.load(Ordering::Relaxed) as u64),
             (Local::Layered(local), Source::Layered(layer, ranking)) => {
                 let (switches, written, error) = local.write(layer, &handoff.packet, ranking).await;
-                for s in switches {
-                    let counter = match s {
+                for (switch, cause) in switches {
+                    let counter = match switch {
                         Switch::Up => &self.stats.layer_switches_up,
                         Switch::Down => &self.stats.layer_switches_down,
+                        Switch::Paused => &self.stats.video_pauses,
+                        Switch::Resumed => &self.stats.video_resumes,
                         Switch::First => continue,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    if cause == Cause::Bandwidth && matches!(switch, Switch::Up | Switch::Down) {
+                        self.stats
+                            .layer_switches_bandwidth
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 match error {
                     Some(e) => Err(e),

@@ -25,6 +25,11 @@ pub const SILENCE: Duration = Duration::from_secs(1);
 /// How often a layer's task looks again at which layer to forward.
 const RECHECK: Duration = Duration::from_millis(100);
 
+/// Bytes a forwarded packet carries besides its payload: the RTP header and the
+/// transport-wide sequence number extension. Counted in a layer's bitrate so that it compares
+/// with what a subscriber's feedback acknowledges (`bwe`).
+const RTP_OVERHEAD: usize = 12 + 8;
+
 /// The window over which a layer's bitrate is measured.
 const BITRATE_WINDOW: Duration = Duration::from_millis(500);
 
@@ -60,7 +65,7 @@ impl Meter {
     fn on_packet(&mut self, now: Instant, packet: &Packet, video: bool) -> bool {
         self.last = Some(now);
         let start = *self.window_start.get_or_insert(now);
-        self.window_bytes += packet.payload.len() as u64;
+        self.window_bytes += (packet.payload.len() + RTP_OVERHEAD) as u64;
         let elapsed = now.duration_since(start);
         if elapsed >= BITRATE_WINDOW {
             self.bitrate = self.window_bytes * 8 * 1000 / (elapsed.as_millis() as u64).max(1);
@@ -95,7 +100,7 @@ pub struct Reading {
     pub live: bool,
     /// Pixels in its last keyframe; 0 until one is seen.
     pub area: u32,
-    /// Bits per second.
+    /// Bits per second of RTP (payload and header).
     pub bitrate: u64,
 }
 
@@ -236,6 +241,23 @@ impl Layers {
             .iter()
             .map(|l| (l.rid.clone(), l.ssrc, l.reading(now)))
             .collect()
+    }
+
+    /// The live layers, lowest first: each one's RID and bitrate (for the `allocator`).
+    pub fn ladder(&self, now: Instant) -> Vec<(String, u64)> {
+        self.ranking()
+            .ranked
+            .iter()
+            .filter_map(|(l, _)| {
+                let r = l.reading(now);
+                r.live.then(|| (l.rid.clone(), r.bitrate))
+            })
+            .collect()
+    }
+
+    /// The bitrate of the layer forwarded by default (a track without layers: its only one).
+    pub fn bitrate(&self, now: Instant) -> u64 {
+        self.selected().map_or(0, |l| l.reading(now).bitrate)
     }
 
     /// The generation to write forwarded packets with.

@@ -6,6 +6,8 @@
 //! [`forwarder`] RTP from a publisher to its subscribers.
 
 pub mod access;
+pub mod allocator;
+pub mod bwe;
 pub mod chat;
 pub mod config;
 pub mod forwarder;
@@ -29,6 +31,7 @@ pub mod signaling;
 pub mod simulcast;
 pub mod static_files;
 pub mod tls;
+pub mod transport_cc;
 pub mod turn;
 pub mod voice;
 pub mod vp8;

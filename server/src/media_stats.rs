@@ -24,4 +24,10 @@ pub struct MediaStats {
     pub layer_switches_up: AtomicU64,
     /// Times a subscriber of a simulcast track moved to a smaller layer.
     pub layer_switches_down: AtomicU64,
+    /// Of those up and down, the ones a subscriber's downlink estimate caused.
+    pub layer_switches_bandwidth: AtomicU64,
+    /// Times a simulcast video was paused for a subscriber whose link had no room for it.
+    pub video_pauses: AtomicU64,
+    /// Times such a paused video came back.
+    pub video_resumes: AtomicU64,
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
@@ -82,6 +83,65 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         "simulcast_layer_switches_down",
         "Times a subscriber of a simulcast camera moved to a smaller layer",
         counter(&media.layer_switches_down),
+    );
+    r.register(
+        "simulcast_layer_switches_bandwidth",
+        "Of the layer switches, those a subscriber's downlink estimate caused",
+        counter(&media.layer_switches_bandwidth),
+    );
+    r.register(
+        "simulcast_video_pauses",
+        "Times a simulcast video was paused for a subscriber whose downlink had no room for it",
+        counter(&media.video_pauses),
+    );
+    r.register(
+        "simulcast_video_resumes",
+        "Times a paused simulcast video came back to a subscriber",
+        counter(&media.video_resumes),
+    );
+    let bwe = &app.rtc.bwe;
+    let downlinks = bwe.snapshot();
+    let estimates = Histogram::new([
+        250_000.0,
+        500_000.0,
+        1_000_000.0,
+        2_000_000.0,
+        4_000_000.0,
+        8_000_000.0,
+        16_000_000.0,
+    ]);
+    for bps in downlinks.iter().filter_map(|(e, _)| *e) {
+        estimates.observe(bps as f64);
+    }
+    r.register(
+        "downlink_estimate_bits_per_second",
+        "Subscribers' downlink estimates (those whose feedback has shown congestion)",
+        estimates,
+    );
+    r.register(
+        "downlinks_unlimited",
+        "Subscribers sending feedback whose downlink has shown no congestion",
+        gauge(downlinks.iter().filter(|(e, _)| e.is_none()).count()),
+    );
+    r.register(
+        "simulcast_paused_videos",
+        "Simulcast videos paused now, summed over subscribers",
+        gauge(downlinks.iter().map(|(_, p)| p).sum()),
+    );
+    r.register(
+        "downlink_feedback_packets",
+        "Transport-wide congestion control feedback packets taken from subscribers",
+        counter(&bwe.feedbacks),
+    );
+    r.register(
+        "downlink_estimate_decreases_loss",
+        "Times a subscriber's downlink estimate went down on loss",
+        counter(&bwe.decreases_loss),
+    );
+    r.register(
+        "downlink_estimate_decreases_delay",
+        "Times a subscriber's downlink estimate went down on queueing delay",
+        counter(&bwe.decreases_delay),
     );
     r.register(
         "keyframe_requests",

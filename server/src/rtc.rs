@@ -9,6 +9,7 @@ use std::sync::Arc;
 use webrtc::interceptor::nack::generator::Generator;
 
 use crate::nack::{RepairStats, ResponderBuilder};
+use crate::transport_cc::{BweStats, TransportCcBuilder};
 use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
@@ -36,6 +37,8 @@ pub struct Rtc {
     pub udp_addr: Option<SocketAddr>,
     /// What the downlink NACK responder did.
     pub repair: Arc<RepairStats>,
+    /// The subscribers' downlink estimates.
+    pub bwe: Arc<BweStats>,
 }
 
 /// Opus for audio, VP8 for video: every browser we support has both, and an SFU needs one codec
@@ -118,6 +121,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
     registry.add(Box::new(Generator::builder()));
     registry = configure_rtcp_reports(registry);
     registry = configure_twcc_receiver_only(registry, &mut media)?;
+    // Inside the responder: resent packets are stamped and counted too.
+    let bwe = Arc::new(BweStats::default());
+    registry.add(Box::new(TransportCcBuilder { stats: bwe.clone() }));
     // Added last, so it is outermost: it numbers packets before the other interceptors see them.
     registry.add(Box::new(ResponderBuilder {
         stats: repair.clone(),
@@ -182,6 +188,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Rtc> {
         api,
         udp_addr,
         repair,
+        bwe,
     })
 }
 

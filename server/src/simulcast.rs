@@ -49,6 +49,32 @@ pub enum Switch {
     Up,
     /// To a smaller layer.
     Down,
+    /// Stopped: the subscriber's link has no room for it.
+    Paused,
+    /// Back after a pause.
+    Resumed,
+}
+
+/// Why a binding's target changed, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cause {
+    /// The publisher's layers changed (one started, stopped or was measured anew).
+    #[default]
+    Publisher,
+    /// The subscriber's cap changed (its downlink estimate, see `allocator`).
+    Bandwidth,
+}
+
+/// What a subscriber may receive of a simulcast track.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cap {
+    /// The track's own choice (nothing limits the subscriber).
+    #[default]
+    Auto,
+    /// At most the layer with this RID (the highest live one not above it).
+    AtMost(String),
+    /// Nothing: the video is paused for this subscriber.
+    Paused,
 }
 
 /// A simulcast track's local side: one binding per subscriber sender.
@@ -78,8 +104,14 @@ struct BindingState {
     current: Option<usize>,
     /// The layer wanted next; switched to at its next keyframe.
     target: Option<usize>,
-    /// The highest layer the subscriber wants (a RID), if it chose.
-    cap: Option<String>,
+    /// What the subscriber may receive.
+    cap: Cap,
+    /// The cap changed since the target was last picked.
+    cap_changed: bool,
+    /// Why the target last changed.
+    cause: Cause,
+    /// Paused by its cap: the next layer sent is a resumption.
+    paused: bool,
     /// The ranking the target was taken from.
     epoch: Option<u64>,
     /// Bumped at every switch; written with each packet.
@@ -109,16 +141,19 @@ impl LayeredTrack {
         self.bindings.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
-    /// Sets the highest layer (a RID) the subscriber receiving `ssrc` wants; `None` leaves
-    /// the choice to the track. False if no binding has that SSRC.
-    pub fn set_cap(&self, ssrc: u32, cap: Option<String>) -> bool {
+    /// Sets what the subscriber receiving `ssrc` may receive. False if no binding has that
+    /// SSRC.
+    pub fn set_cap(&self, ssrc: u32, cap: Cap) -> bool {
         let Some(b) = self.bindings().into_iter().find(|b| b.ssrc == ssrc) else {
             return false;
         };
         if let Ok(mut st) = b.state.lock() {
-            st.cap = cap;
-            // Look again at the next packet.
-            st.epoch = None;
+            if st.cap != cap {
+                st.cap = cap;
+                st.cap_changed = true;
+                // Look again at the next packet.
+                st.epoch = None;
+            }
         }
         true
     }
@@ -141,14 +176,14 @@ impl LayeredTrack {
     }
 
     /// Writes `packet` of `layer` to every binding on that layer, switching those waiting for
-    /// it when it starts a keyframe. Returns the switches made, for the metrics; asks
+    /// it when it starts a keyframe. Returns the switches made and why, for the metrics; asks
     /// publishers for the keyframes bindings wait for.
     pub async fn write(
         &self,
         layer: &Arc<Layer>,
         packet: &Packet,
         ranking: &Ranking,
-    ) -> (Vec<Switch>, usize, Option<webrtc::Error>) {
+    ) -> (Vec<(Switch, Cause)>, usize, Option<webrtc::Error>) {
         let keyframe = Layer::is_keyframe(&packet.payload);
         let now = Instant::now();
         let mut switches = Vec::new();
@@ -164,12 +199,29 @@ impl LayeredTrack {
                 let Ok(mut st) = b.state.lock() else { continue };
                 if st.epoch != Some(ranking.epoch) {
                     st.epoch = Some(ranking.epoch);
-                    let target = ranking.pick(st.cap.as_deref());
-                    let target_id = target.as_ref().map(|l| l.id());
+                    let target_id = match &st.cap {
+                        Cap::Auto => ranking.pick(None),
+                        Cap::AtMost(rid) => ranking.pick(Some(rid)),
+                        Cap::Paused => None,
+                    }
+                    .map(|l| l.id());
                     if target_id != st.target {
                         st.target = target_id;
                         st.asked = None;
+                        st.cause = if st.cap_changed {
+                            Cause::Bandwidth
+                        } else {
+                            Cause::Publisher
+                        };
                     }
+                    st.cap_changed = false;
+                }
+                if st.cap == Cap::Paused {
+                    if st.current.take().is_some() {
+                        st.paused = true;
+                        switches.push((Switch::Paused, Cause::Bandwidth));
+                    }
+                    continue;
                 }
                 let waiting = st.target.is_some() && st.target != st.current;
                 if waiting
@@ -194,7 +246,13 @@ impl LayeredTrack {
                     if st.target != Some(id) || !keyframe {
                         continue;
                     }
-                    switches.push(st.switch_to(layer, ranking, now, packet.header.timestamp));
+                    let switch = st.switch_to(layer, ranking, now, packet.header.timestamp);
+                    let switch = if std::mem::take(&mut st.paused) {
+                        Switch::Resumed
+                    } else {
+                        switch
+                    };
+                    switches.push((switch, st.cause));
                 }
                 let timestamp = packet.header.timestamp.wrapping_add(st.timestamp_offset);
                 st.last_sent = Some((timestamp, now));

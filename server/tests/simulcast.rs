@@ -18,6 +18,7 @@ use std::time::Duration;
 use common::{bad_link, room, start, video_from, WAIT};
 use server::forwarder::PublishedTrack;
 use server::layers::Reading;
+use server::simulcast::Cap;
 use server::RunningServer;
 use testkit::{LayerStats, PeerOptions, PeerState, Received, TestPeer};
 
@@ -484,9 +485,9 @@ async fn two_viewers_with_different_targets_each_get_only_their_own_layer() {
     // Bob's tile is small: at most q for him; Cat keeps f.
     let track = video_track(&server, &room, &ada.id);
     let bob_ssrc = video_from(&bob.state(), &ada.id).ssrc;
-    assert!(track.set_layer_cap(bob_ssrc, Some("q".into())));
+    assert!(track.set_layer_cap(bob_ssrc, Cap::AtMost("q".into())));
     assert!(
-        !track.set_layer_cap(bob_ssrc ^ 1, Some("q".into())),
+        !track.set_layer_cap(bob_ssrc ^ 1, Cap::AtMost("q".into())),
         "no such subscriber"
     );
     assert_only_layer(bob, ada, QUARTER, 100).await;
@@ -495,7 +496,7 @@ async fn two_viewers_with_different_targets_each_get_only_their_own_layer() {
     assert_only_layer(cat, ada, FULL, 100).await;
 
     // Back to the track's choice: Bob returns to f.
-    assert!(track.set_layer_cap(bob_ssrc, None));
+    assert!(track.set_layer_cap(bob_ssrc, Cap::Auto));
     assert_only_layer(bob, ada, FULL, 100).await;
     let log = video_from(&bob.state(), &ada.id).log;
     assert_seamless(&log, switch_in(&log, QUARTER, FULL));
@@ -617,4 +618,173 @@ async fn every_layer_of_publishers_joining_at_once_is_received() {
             p.leave().await;
         }
     }
+}
+
+/// A link with nothing wrong with it, whose downlink a test can cap.
+fn clean_link() -> Option<testkit::Impairment> {
+    Some(testkit::Impairment {
+        loss: 0.0,
+        delay: Duration::ZERO,
+        seed: 1,
+        spare_dtls_handshake: true,
+    })
+}
+
+/// Packets of layer `mark` of each publisher's video that `viewer` has received.
+fn layer_counts(viewer: &TestPeer, publishers: &[TestPeer], mark: u8) -> Vec<u64> {
+    let state = viewer.state();
+    publishers
+        .iter()
+        .map(|p| layer(&state, &p.id, mark).packets)
+        .collect()
+}
+
+/// Waits (up to `limit`) until `done` holds of how `viewer`'s layer `mark` counts moved over
+/// the last second; returns how long it took.
+async fn until_layer_moves(
+    viewer: &TestPeer,
+    publishers: &[TestPeer],
+    mark: u8,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[u64]) -> bool,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    let mut before = layer_counts(viewer, publishers, mark);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = layer_counts(viewer, publishers, mark);
+        let moved: Vec<u64> = now.iter().zip(&before).map(|(a, b)| a - b).collect();
+        if done(&moved) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{}: {what} within {limit:?}; layer {mark} moved {moved:?} in the last second",
+            viewer.name
+        );
+        before = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_subscriber_gets_lower_layers_and_the_top_ones_back_when_the_cap_lifts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let viewer = |impairment| PeerOptions {
+        audio: false,
+        video: false,
+        impairment,
+        ..PeerOptions::default()
+    };
+    let (server, room, peers) = simulcast_room(
+        "simulcast-bwe",
+        vec![
+            ("Ada", simulcast()),
+            ("Bea", simulcast()),
+            ("Cid", simulcast()),
+            ("Slow", viewer(clean_link())),
+            ("Fast", viewer(None)),
+        ],
+    )
+    .await;
+    let (publishers, viewers) = peers.split_at(3);
+    let [slow, fast] = viewers else {
+        unreachable!()
+    };
+    for p in publishers {
+        wait_for_live_layers(&server, &room, &p.id, 3).await;
+        assert_only_layer(slow, p, FULL, 50).await;
+        assert_only_layer(fast, p, FULL, 50).await;
+    }
+    let link = slow.link().expect("an impaired link");
+
+    // Three cameras' top layers are ~2.5 Mbit/s; the lowest three ~0.65 Mbit/s.
+    slow.set_downlink_cap(Some(1_000_000)).unwrap();
+    let left = until_layer_moves(
+        slow,
+        publishers,
+        FULL,
+        Duration::from_secs(10),
+        "no top layer",
+        |moved| moved.iter().all(|&m| m == 0),
+    )
+    .await;
+    println!("capped at 1 Mbit/s: off the top layers in {left:?}");
+    for p in publishers {
+        assert_only_layer(fast, p, FULL, 100).await;
+    }
+
+    // Adapted: smooth video from everyone, nearly nothing lost at the link.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dropped = link.dropped_queue.load(Ordering::Relaxed);
+    let delivered = link.delivered.load(Ordering::Relaxed);
+    let before = slow.state();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = slow.state();
+    let dropped = link.dropped_queue.load(Ordering::Relaxed) - dropped;
+    let delivered = link.delivered.load(Ordering::Relaxed) - delivered;
+    let loss = dropped as f64 / (dropped + delivered).max(1) as f64;
+    println!(
+        "after adapting: {dropped} of {} datagrams dropped ({:.2} %)",
+        dropped + delivered,
+        loss * 100.0
+    );
+    for p in publishers {
+        let (b, a) = (video_from(&before, &p.id), video_from(&after, &p.id));
+        let got = a.packets - b.packets;
+        println!(
+            "  {}: {got} video packets in 10 s, by layer {:?}",
+            p.name,
+            a.by_layer
+                .iter()
+                .map(|(m, l)| (*m, l.packets - b.by_layer.get(m).map_or(0, |l| l.packets)))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            got >= 800,
+            "{}'s video kept coming at 100 packets/s: {got} in 10 s",
+            p.name
+        );
+        assert_eq!(
+            a.by_layer.get(&FULL).map(|l| l.packets),
+            b.by_layer.get(&FULL).map(|l| l.packets),
+            "no top layer while capped"
+        );
+    }
+    assert!(loss < 0.01, "loss after adapting: {:.2} %", loss * 100.0);
+
+    // Lifted: the top layers come back as the estimate climbs.
+    slow.set_downlink_cap(None).unwrap();
+    let back = until_layer_moves(
+        slow,
+        publishers,
+        FULL,
+        Duration::from_secs(40),
+        "every top layer back",
+        |moved| moved.iter().all(|&m| m >= 50),
+    )
+    .await;
+    println!("cap lifted: top layers back in {back:?}");
+    // The slow viewer was told its estimate; the fast one never heard of a limit.
+    let told = slow.state().downlink;
+    assert!(
+        told.iter().any(|(e, _)| e.is_some_and(|e| e < 1_000_000)),
+        "{told:?}"
+    );
+    assert!(fast.state().downlink.iter().all(|(e, _)| e.is_none()));
+    let media = &server.state.stats;
+    assert!(media.layer_switches_bandwidth.load(Ordering::Relaxed) >= 6);
+    let metrics = server::metrics::render(&server.state).unwrap();
+    let estimated: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("videoroom_downlink_estimate_bits_per_second_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no estimate histogram in {metrics}"));
+    assert!(estimated >= 1, "the slow viewer's estimate is counted");
+    let bwe = &server.state.rtc.bwe;
+    assert!(bwe.feedbacks.load(Ordering::Relaxed) > 100);
+    assert!(
+        bwe.decreases_loss.load(Ordering::Relaxed) + bwe.decreases_delay.load(Ordering::Relaxed)
+            >= 1
+    );
 }

@@ -40,6 +40,23 @@ pub struct LinkCounters {
     pub dropped_in: AtomicU64,
     /// Datagrams delivered in either direction.
     pub delivered: AtomicU64,
+    /// Datagrams addressed to the peer dropped because its downlink queue was full.
+    pub dropped_queue: AtomicU64,
+    /// The peer's downlink capacity in bits per second (UDP payload), 0: none. Settable while
+    /// the link runs ([`LinkCounters::set_downlink_cap`]).
+    downlink_cap: AtomicU64,
+}
+
+/// How much a capped downlink holds before it drops: a home router's buffer, roughly.
+pub const DOWNLINK_QUEUE: Duration = Duration::from_millis(200);
+
+impl LinkCounters {
+    /// Caps what reaches the peer at `bps` bits per second (`None`: no cap): datagrams queue
+    /// behind each other at that rate, and those that would wait over [`DOWNLINK_QUEUE`]
+    /// are dropped, as on a slow link.
+    pub fn set_downlink_cap(&self, bps: Option<u64>) {
+        self.downlink_cap.store(bps.unwrap_or(0), Ordering::Relaxed);
+    }
 }
 
 /// Xorshift: a reproducible loss pattern needs no crate and no cryptographic quality.
@@ -140,6 +157,8 @@ async fn receive_with_loss(
     // A separate pattern from the sending side's, still reproducible from the seed.
     let mut dice = Dice(impairment.seed.rotate_left(32) | 1);
     let mut buf = vec![0u8; 65_536];
+    // When the capped downlink has passed everything queued so far.
+    let mut free_at = Instant::now();
     loop {
         let Ok((n, from)) = socket.recv_from(&mut buf).await else {
             return;
@@ -148,8 +167,24 @@ async fn receive_with_loss(
             counters.dropped_in.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let now = Instant::now();
+        let cap = counters.downlink_cap.load(Ordering::Relaxed);
+        // The time this datagram takes to cross a capped link (none without a cap).
+        let serialization = (n as u64 * 8 * 1_000_000_000).checked_div(cap);
+        let passed = match serialization {
+            None => now,
+            Some(nanos) => {
+                let start = free_at.max(now);
+                if start - now > DOWNLINK_QUEUE {
+                    counters.dropped_queue.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                free_at = start + Duration::from_nanos(nanos);
+                free_at
+            }
+        };
         counters.delivered.fetch_add(1, Ordering::Relaxed);
-        let due = Instant::now() + impairment.delay;
+        let due = passed + impairment.delay;
         if tx.send((due, buf[..n].to_vec(), from)).is_err() {
             return;
         }
@@ -267,5 +302,55 @@ mod tests {
         let (data, handshakes) = got.split_at(got.len() - 20);
         assert!(data.windows(2).all(|w| w[0] < w[1]), "order kept: {got:?}");
         assert!(handshakes.iter().all(|&b| b == 22));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_capped_downlink_queues_then_drops() {
+        let counters = Arc::new(LinkCounters::default());
+        let impairment = Impairment {
+            loss: 0.0,
+            delay: Duration::ZERO,
+            seed: 1,
+            spare_dtls_handshake: false,
+        };
+        let conn = ImpairedConn::bind("127.0.0.1:0".parse().unwrap(), impairment, counters.clone())
+            .await
+            .unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = conn.local_addr().unwrap();
+        // 1000-byte datagrams at 400 kbit/s: 20 ms each, so 10 fill the 200 ms queue.
+        counters.set_downlink_cap(Some(400_000));
+        for _ in 0..30 {
+            peer.send_to(&[0u8; 1000], to).await.unwrap();
+        }
+        let mut buf = [0u8; 2000];
+        let start = Instant::now();
+        let mut got = 0;
+        while counters.delivered.load(Ordering::Relaxed)
+            + counters.dropped_queue.load(Ordering::Relaxed)
+            < 30
+        {
+            tokio::task::yield_now().await;
+        }
+        while got < counters.delivered.load(Ordering::Relaxed) {
+            conn.recv_from(&mut buf).await.unwrap();
+            got += 1;
+        }
+        let queued = counters.delivered.load(Ordering::Relaxed);
+        assert!((10..=12).contains(&queued), "{queued} of 30 fit the queue");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took <= Duration::from_millis(250),
+            "served at the cap: {took:?}"
+        );
+        // Lifted: no queue, no drops.
+        counters.set_downlink_cap(None);
+        for _ in 0..30 {
+            peer.send_to(&[0u8; 1000], to).await.unwrap();
+        }
+        for _ in 0..30 {
+            conn.recv_from(&mut buf).await.unwrap();
+        }
+        assert_eq!(counters.dropped_queue.load(Ordering::Relaxed), 30 - queued);
     }
 }

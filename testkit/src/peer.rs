@@ -436,9 +436,21 @@ impl TestPeer {
         });
     }
 
-    /// What crossed this peer's impaired link, if it has one.
+    /// What crossed this peer's impaired link, if it has one (and its downlink cap).
     pub fn link(&self) -> Option<&LinkCounters> {
         self.link.as_deref()
+    }
+
+    /// Caps this peer's downlink at `bps` bits per second, or lifts the cap (`None`); see
+    /// [`LinkCounters::set_downlink_cap`]. Needs [`PeerOptions::impairment`] (a clean one
+    /// will do).
+    pub fn set_downlink_cap(&self, bps: Option<u64>) -> anyhow::Result<()> {
+        let link = self
+            .link
+            .as_deref()
+            .context("a downlink cap needs an impaired link (PeerOptions::impairment)")?;
+        link.set_downlink_cap(bps);
+        Ok(())
     }
 
     /// Asks, as a viewer's decoder does after a loss, for a keyframe (PLI) on every video

@@ -307,6 +307,10 @@ pub(crate) async fn signal_loop(
             ServerMediaEvent::VoiceActivity {
                 track_id, speaking, ..
             } => state.send_modify(|s| s.voice_activity.push((track_id, speaking))),
+            ServerMediaEvent::Downlink {
+                estimate,
+                paused_track_ids,
+            } => state.send_modify(|s| s.downlink.push((estimate, paused_track_ids))),
             ServerMediaEvent::Error { message } => state.send_modify(|s| s.errors.push(message)),
             ServerMediaEvent::PeerAccepted { .. } | ServerMediaEvent::PeerDenied { .. } => {
                 state.send_modify(|s| s.errors.push("unexpected second join reply".into()))

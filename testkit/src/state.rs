@@ -129,6 +129,8 @@ pub struct PeerState {
     pub answered_m_lines: usize,
     /// Membership events in order: (`joined` | `left` | `updated`, peer id).
     pub peer_events: Vec<(&'static str, PeerId)>,
+    /// What the server said of this peer's downlink, in order: (estimate, paused tracks).
+    pub downlink: Vec<(Option<u64>, Vec<TrackId>)>,
 }
 
 impl PeerState {

@@ -129,6 +129,10 @@ impl Inner {
             } => this
                 .callbacks
                 .on_voice_activity(&peer_id, &track_id, speaking),
+            ServerMediaEvent::Downlink {
+                estimate,
+                paused_track_ids,
+            } => this.callbacks.on_downlink(estimate, &paused_track_ids),
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,

@@ -96,6 +96,9 @@ pub trait EndpointCallbacks {
     fn on_voice_activity(&self, _peer_id: &str, _track_id: &str, _speaking: bool) {}
     /// The media connection is restarting ICE (true) or is back (false).
     fn on_ice_restart(&self, _restarting: bool) {}
+    /// The server's estimate of our downlink (`None`: nothing limits it) and the videos it
+    /// paused for us because they do not fit.
+    fn on_downlink(&self, _estimate: Option<u64>, _paused: &[TrackId]) {}
 }
 
 /// A STUN or TURN server (the protocol's: the server hands them out with `peerAccepted`).

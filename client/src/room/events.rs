@@ -224,6 +224,26 @@ impl EndpointCallbacks for RoomEvents {
         }
     }
 
+    fn on_downlink(&self, estimate: Option<u64>, paused: &[String]) {
+        let Some(r) = self.room.upgrade() else { return };
+        // A paused video freezes on its last frame: the tile says why.
+        for peer in r.endpoint.peers() {
+            for (track_id, meta) in &peer.track_id_to_metadata {
+                let tile = match meta.source {
+                    TrackSource::Camera => peer.id.clone(),
+                    TrackSource::Screen => screen_id(&peer.id),
+                    TrackSource::Microphone => continue,
+                };
+                let on = paused.contains(track_id);
+                r.ui.set_tile_flag(&tile, TileFlag::VideoPaused, on);
+            }
+        }
+        let monitor = r.monitor.borrow();
+        if let Some(monitor) = monitor.as_ref() {
+            monitor.set_downlink(estimate, paused);
+        }
+    }
+
     fn on_voice_activity(&self, peer_id: &str, _track_id: &str, speaking: bool) {
         let Some(r) = self.room.upgrade() else { return };
         let tile = r.tile_of(peer_id);

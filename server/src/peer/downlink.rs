@@ -15,6 +15,7 @@ use webrtc::track::track_local::TrackLocal;
 
 use super::{Peer, PeerError};
 use crate::forwarder::{PublishedTrack, ShardLease};
+use crate::simulcast::Cap;
 
 /// A downlink transceiver and the track it currently carries (None: idle, reusable).
 pub(super) struct Slot {
@@ -24,6 +25,10 @@ pub(super) struct Slot {
     pub(super) track: Arc<Mutex<Option<Arc<PublishedTrack>>>>,
     /// The sender's place in one of the track's fan-out shards (none while idle).
     pub(super) lease: Option<ShardLease>,
+    /// The SSRC the subscriber receives on this slot (simulcast caps are set by it).
+    pub(super) ssrc: Option<u32>,
+    /// What the allocator last let this slot's track send (see `allocation`).
+    pub(super) cap: Cap,
 }
 
 impl Slot {
@@ -71,6 +76,7 @@ impl Peer {
                 .await;
             slot.set(Some(track.clone()));
             slot.lease = Some(lease);
+            slot.cap = Cap::Auto;
         } else {
             let transceiver = self
                 .pc
@@ -85,12 +91,20 @@ impl Peer {
             // When the slot is later reused for another publisher's track, `nack` keeps its
             // sequence numbers continuing where the last track left off.
             let sender = transceiver.sender().await;
+            let ssrc = sender
+                .get_parameters()
+                .await
+                .encodings
+                .first()
+                .map(|e| e.ssrc);
             let slot = Slot {
                 transceiver,
                 sender: sender.clone(),
                 kind: track.kind,
                 track: Arc::new(Mutex::new(Some(track.clone()))),
                 lease: Some(lease),
+                ssrc,
+                cap: Cap::Auto,
             };
             self.spawn_rtcp_reader(sender, slot.track.clone());
             self.slots.push(slot);

@@ -3,6 +3,7 @@
 //! its answer, further changes only mark the peer as needing another offer, which goes out as
 //! soon as the answer arrives — so there is never glare and no change is lost.
 
+mod allocation;
 mod downlink;
 mod ice;
 mod negotiation;
@@ -28,6 +29,7 @@ use webrtc::track::track_remote::TrackRemote;
 use crate::forwarder::{MediaStats, PublishedTrack};
 use crate::outbox::Outbox;
 use crate::room::Room;
+use crate::transport_cc::{with_downlink, Downlink};
 use crate::AppState;
 use downlink::Slot;
 use negotiation::Negotiation;
@@ -110,6 +112,12 @@ pub struct Peer {
     fanout_shards: usize,
     /// Ask the client's camera for simulcast layers (`--simulcast`).
     simulcast: bool,
+    /// What the subscriber's feedback says of its downlink.
+    downlink: Arc<Downlink>,
+    /// When layers are next fitted to the downlink (with simulcast).
+    next_allocation: Option<Instant>,
+    /// What the client was last told of its downlink.
+    told_downlink: Option<allocation::Told>,
 }
 
 impl Peer {
@@ -124,11 +132,13 @@ impl Peer {
         tasks: CancellationToken,
         span: Span,
     ) -> Result<(Self, mpsc::UnboundedReceiver<RtcEvent>), PeerError> {
+        let downlink = Downlink::new(app.rtc.bwe.clone());
         let pc = Arc::new(
-            app.rtc
-                .api
-                .new_peer_connection(RTCConfiguration::default())
-                .await?,
+            with_downlink(
+                downlink.clone(),
+                app.rtc.api.new_peer_connection(RTCConfiguration::default()),
+            )
+            .await?,
         );
         let mut uplinks = Vec::new();
         for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
@@ -179,6 +189,12 @@ impl Peer {
             connect_deadline: None,
             fanout_shards: app.config.fanout_shards(),
             simulcast: app.config.simulcast,
+            downlink,
+            next_allocation: app
+                .config
+                .simulcast
+                .then(|| Instant::now() + allocation::ALLOCATION_INTERVAL),
+            told_downlink: None,
         };
         Ok((peer, rx))
     }
@@ -194,10 +210,30 @@ impl Peer {
 
     /// The earliest deadline this peer is waiting on.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.negotiation.answer_deadline, self.connect_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.negotiation.answer_deadline,
+            self.connect_deadline,
+            self.next_allocation,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// What the subscriber's feedback says of its downlink (its `lowered` signal wakes the
+    /// peer's loop to call [`Peer::allocate`] at once).
+    pub fn downlink(&self) -> Arc<Downlink> {
+        self.downlink.clone()
+    }
+
+    /// Does what is due at `now`: an expired deadline removes the peer; layers are fitted to
+    /// the downlink when their time has come.
+    pub async fn on_deadline(&mut self, now: Instant) -> Result<(), PeerError> {
+        self.check_deadlines(now)?;
+        if self.next_allocation.is_some_and(|t| t <= now) {
+            self.allocate(now).await;
+        }
+        Ok(())
     }
 
     /// Whether the media connection has come up at least once.
@@ -206,7 +242,7 @@ impl Peer {
     }
 
     /// Checks the deadlines; an expired one removes the peer.
-    pub fn check_deadlines(&self, now: Instant) -> Result<(), PeerError> {
+    fn check_deadlines(&self, now: Instant) -> Result<(), PeerError> {
         if self.negotiation.answer_deadline.is_some_and(|d| d <= now) {
             return Err(PeerError::AnswerTimeout);
         }

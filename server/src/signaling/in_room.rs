@@ -79,13 +79,17 @@ pub(super) async fn in_room(
     let mut rename_rate = RateLimit::new(Instant::now(), CHAT_PER_SECOND, CHAT_BURST);
     let result: Result<Option<End>, PeerError> = async {
         peer.start(existing).await?;
+        let downlink = peer.downlink();
+        let simulcast = s.app.config.simulcast;
         loop {
             let deadline = peer.next_deadline();
             tokio::select! {
                 _ = peer_kill.cancelled() => return Ok(Some(s.killed())),
                 _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    peer.check_deadlines(Instant::now())?;
+                    peer.on_deadline(Instant::now()).await?;
                 }
+                // The subscriber's link got worse: fit its layers now, not at the next tick.
+                _ = downlink.lowered.notified(), if simulcast => peer.allocate(Instant::now()).await,
                 Some(cmd) = commands.recv() => match cmd {
                     PeerCommand::Send(event) => s.out.media(event),
                     PeerCommand::Subscribe(track) => peer.subscribe(track).await?,

@@ -1,0 +1,165 @@
+//! Fitting what a subscriber receives to its downlink: every [`ALLOCATION_INTERVAL`], and at
+//! once when the estimate goes down, the `allocator` picks a layer for each simulcast video
+//! this peer receives from its connection's estimate (`transport_cc`, `bwe`), and each
+//! slot's track is capped to it — or paused for this peer when even its lowest layer does
+//! not fit. Audio and video without layers are counted, never paused.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use protocol::{ServerMediaEvent, TrackId, TrackSource};
+use tokio::time::Instant;
+use tracing::debug;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+
+use super::Peer;
+use crate::allocator::{allocate, Priority, Video};
+use crate::simulcast::Cap;
+
+/// How often the layers are fitted to the estimate.
+pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Peer {
+    /// Caps each simulcast video this peer receives to what its downlink carries.
+    pub async fn allocate(&mut self, now: Instant) {
+        self.next_allocation = Some(now + ALLOCATION_INTERVAL);
+        let estimate = self.downlink.estimate(now);
+        let speakers: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.current())
+            .filter(|t| t.kind == RTPCodecType::Audio && t.speaking.load(Ordering::Relaxed))
+            .map(|t| t.publisher.clone())
+            .collect();
+        let mut fixed = 0;
+        // Per simulcast slot: its index, its live layers' RIDs, and what the allocator sees.
+        let mut layered: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut videos: Vec<Video> = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(track) = slot.current() else {
+                continue;
+            };
+            if !track.is_layered() || slot.ssrc.is_none() {
+                fixed += track.layers.bitrate(now);
+                continue;
+            }
+            let (rids, rates): (Vec<String>, Vec<u64>) =
+                track.layers.ladder(now).into_iter().unzip();
+            let current = match &slot.cap {
+                Cap::Auto => rids.len().checked_sub(1),
+                Cap::AtMost(rid) => rids.iter().position(|r| r == rid),
+                Cap::Paused => None,
+            };
+            let priority = if track.metadata().source == TrackSource::Screen {
+                Priority::Screen
+            } else if speakers.contains(&track.publisher) {
+                Priority::Speaker
+            } else {
+                Priority::Other
+            };
+            videos.push(Video {
+                priority,
+                layers: rates,
+                current,
+            });
+            layered.push((i, rids));
+        }
+        let chosen: Vec<Option<usize>> = match estimate {
+            Some(budget) => allocate(budget, fixed, &videos),
+            None => videos
+                .iter()
+                .map(|v| v.layers.len().checked_sub(1))
+                .collect(),
+        };
+        let mut paused = Vec::new();
+        for ((i, rids), choice) in layered.into_iter().zip(chosen) {
+            let cap = match (estimate, choice) {
+                (None, _) => Cap::Auto,
+                (Some(_), Some(k)) => Cap::AtMost(rids[k].clone()),
+                // Nothing live to send: nothing to pause either.
+                (Some(_), None) if rids.is_empty() => Cap::Auto,
+                (Some(_), None) => Cap::Paused,
+            };
+            let span = &self.span;
+            let slot = &mut self.slots[i];
+            if cap == Cap::Paused {
+                if let Some(t) = slot.current() {
+                    paused.push(t.id.clone());
+                }
+            }
+            if slot.cap == cap {
+                continue;
+            }
+            let (Some(track), Some(ssrc)) = (slot.current(), slot.ssrc) else {
+                continue;
+            };
+            debug!(parent: span, track = %track.id, ?cap, ?estimate, fixed, "layer allocation");
+            if track.set_layer_cap(ssrc, cap.clone()) {
+                slot.cap = cap;
+            }
+        }
+        self.downlink.paused.store(paused.len(), Ordering::Relaxed);
+        self.tell_downlink(now, estimate, paused);
+    }
+
+    /// Tells the client its estimate and paused videos when they changed: at once for a pause
+    /// or a resumption, at most every [`REPORT_INTERVAL`] for the estimate moving by over a
+    /// tenth.
+    fn tell_downlink(&mut self, now: Instant, estimate: Option<u64>, paused: Vec<TrackId>) {
+        let due = match &self.told_downlink {
+            None => estimate.is_some() || !paused.is_empty(),
+            Some(told) => {
+                told.paused != paused
+                    || (now.duration_since(told.at) >= REPORT_INTERVAL
+                        && moved(told.estimate, estimate))
+            }
+        };
+        if !due {
+            return;
+        }
+        self.out.media(ServerMediaEvent::Downlink {
+            estimate,
+            paused_track_ids: paused.clone(),
+        });
+        self.told_downlink = Some(Told {
+            at: now,
+            estimate,
+            paused,
+        });
+    }
+}
+
+/// What the client was last told of its downlink.
+#[derive(Debug)]
+pub(super) struct Told {
+    at: Instant,
+    estimate: Option<u64>,
+    paused: Vec<TrackId>,
+}
+
+/// The estimate is reported again at most this often.
+const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether an estimate changed enough to be worth telling: by over a tenth, or to or from
+/// "no limit".
+fn moved(before: Option<u64>, now: Option<u64>) -> bool {
+    match (before, now) {
+        (Some(a), Some(b)) => a.abs_diff(b) * 10 > a,
+        (a, b) => a.is_some() != b.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moved;
+
+    #[test]
+    fn an_estimate_is_told_again_when_it_moves_by_a_tenth_or_to_or_from_no_limit() {
+        assert!(!moved(Some(1_000_000), Some(1_090_000)));
+        assert!(moved(Some(1_000_000), Some(1_110_000)));
+        assert!(moved(Some(1_000_000), Some(850_000)));
+        assert!(moved(None, Some(850_000)));
+        assert!(moved(Some(850_000), None));
+        assert!(!moved(None, None));
+    }
+}
