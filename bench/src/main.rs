@@ -67,7 +67,7 @@ struct RunArgs {
     /// Servers to compare.
     #[arg(long, value_delimiter = ',', default_value = "ours,janus")]
     servers: Vec<String>,
-    /// Scenarios to run (A, B, C).
+    /// Scenarios to run (A, B, C, D).
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Subscriber counts for scenario A (overrides the mode's).
@@ -79,6 +79,9 @@ struct RunArgs {
     /// Seconds of churn in scenario C (overrides the mode's).
     #[arg(long)]
     churn_secs: Option<u32>,
+    /// Viewer counts for scenario D (overrides the mode's).
+    #[arg(long, value_delimiter = ',')]
+    viewers: Option<Vec<u32>>,
     /// Repeats of every point (overrides the mode's).
     #[arg(long)]
     repeats: Option<u32>,
@@ -124,17 +127,18 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &RunArgs) -> anyhow::Result<Plan> {
-        let (mode, fanout, mesh, churn, repeats, measure) = if a.full {
+        let (mode, fanout, mesh, churn, viewers, repeats, measure) = if a.full {
             (
                 "full",
                 vec![1, 10, 50, 100, 200],
                 vec![2, 4, 6, 8, 10, 12],
                 60,
+                vec![6, 12],
                 3,
                 6.0,
             )
         } else {
-            ("quick", vec![1, 10, 50], vec![2, 6], 15, 1, 5.0)
+            ("quick", vec![1, 10, 50], vec![2, 6], 15, vec![6], 1, 5.0)
         };
         let fanout = a.fanout.clone().unwrap_or(fanout);
         let mesh = a.mesh.clone().unwrap_or(mesh);
@@ -142,14 +146,21 @@ impl Plan {
         let wanted = a
             .scenarios
             .clone()
-            .unwrap_or_else(|| vec!["A".into(), "B".into(), "C".into()]);
+            .unwrap_or_else(|| vec!["A".into(), "B".into(), "C".into(), "D".into()]);
         let mut points = Vec::new();
         for s in &wanted {
             match s.to_ascii_uppercase().as_str() {
                 "A" => points.extend(fanout.iter().map(|n| (Scenario::A, *n))),
                 "B" => points.extend(mesh.iter().map(|n| (Scenario::B, *n))),
                 "C" => points.push((Scenario::C, churn)),
-                other => bail!("unknown scenario {other:?} (A, B or C)"),
+                "D" => points.extend(
+                    a.viewers
+                        .clone()
+                        .unwrap_or(viewers.clone())
+                        .iter()
+                        .map(|n| (Scenario::D, *n)),
+                ),
+                other => bail!("unknown scenario {other:?} (A, B, C or D)"),
             }
         }
         let servers = a
@@ -172,9 +183,17 @@ impl Plan {
     }
 
     /// Servers in the order for this point and repeat: alternating, so neither always runs
-    /// first on a machine that warms up or whose neighbours' load changes.
+    /// first on a machine that warms up or whose neighbours' load changes. Scenario D is ours
+    /// only (see `scenarios/simulcast.rs`).
     fn order(&self, point: usize, repeat: u32) -> Vec<ServerKind> {
         let mut v = self.servers.clone();
+        if self
+            .points
+            .get(point)
+            .is_some_and(|(s, _)| *s == Scenario::D)
+        {
+            v.retain(|s| *s == ServerKind::Ours);
+        }
         if (point + repeat as usize) % 2 == 1 {
             v.reverse();
         }
@@ -393,7 +412,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     };
     let summaries = report::summarise(&results);
-    let md = report::markdown(&meta, &summaries, &weight);
+    let md = report::markdown(&meta, &summaries, &results, &weight);
     std::fs::write(out.join("report.md"), &md)?;
     std::fs::write(
         out.join("report.json"),
@@ -442,7 +461,7 @@ fn rewrite_report(json: &std::path::Path) -> anyhow::Result<()> {
     let weight: weight::ClientWeight = serde_json::from_value(v["client_weight"].clone())?;
     let summaries = report::summarise(&points);
     let dir = json.parent().unwrap_or(std::path::Path::new("."));
-    let md = report::markdown(&meta, &summaries, &weight);
+    let md = report::markdown(&meta, &summaries, &points, &weight);
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(dir.join("plot.svg"), report::svg(&summaries))?;
     println!("{md}");
@@ -461,7 +480,8 @@ async fn run_point(
     mut spec: GenSpec,
     tag: &str,
 ) -> anyhow::Result<PointResult> {
-    let srv = ServerProc::start(spec.server, ns, paths, &args.server_cpu, tag)?;
+    let simulcast = spec.scenario == Scenario::D;
+    let srv = ServerProc::start(spec.server, ns, paths, &args.server_cpu, tag, simulcast)?;
     spec.url = srv.url.clone();
     spec.server_pid = srv.pid;
     let budget = Duration::from_secs(90 + u64::from(spec.n) / 2)

@@ -280,7 +280,12 @@ pub struct Meta {
 }
 
 /// The Markdown report.
-pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> String {
+pub fn markdown(
+    meta: &Meta,
+    summaries: &[Summary],
+    points: &[PointResult],
+    weight: &ClientWeight,
+) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -307,6 +312,10 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> St
         v
     };
     for sc in &scenarios {
+        if sc == "D" {
+            simulcast_section(&mut md, points);
+            continue;
+        }
         let title = match sc.as_str() {
             "A" => Scenario::A.title(),
             "B" => Scenario::B.title(),
@@ -380,6 +389,52 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], weight: &ClientWeight) -> St
     }
     md.push_str(&weight.markdown());
     md
+}
+
+/// Scenario D: one row per point and group of viewers (each repeat listed; ours only).
+fn simulcast_section(md: &mut String, points: &[PointResult]) {
+    let _ = writeln!(md, "## {}\n", Scenario::D.title());
+    let _ = writeln!(
+        md,
+        "Each viewer's downlink is its own in-process link; the capped third get a 200 ms queue \
+         at 1 Mbit/s once everyone receives the top layers. Loss = distinct packets received ÷ \
+         packets sent of each layer while it was received (a switch is no loss); queue drops = \
+         datagrams the capped link dropped in the window (and while adapting: from the cap to the \
+         window); layers = share of the video packets received as q \
+         (320×180) / h (640×360) / f (1280×720); settle = cap → last top-layer packet. Ours \
+         only: Janus's videoroom forwards the substream a subscriber configures and fits \
+         nothing to a measured downlink.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| N | repeat | group | viewers | loss % | queue drops % | drops adapting % | layers q/h/f % | settle p50 s | settle max s | srv CPU % |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in points.iter().filter(|p| p.scenario == "D") {
+        for g in &p.groups {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0}/{:.0}/{:.0} | {} | {} | {:.0} |",
+                p.n,
+                p.repeat,
+                g.group,
+                g.viewers,
+                fmt(Some(g.loss_pct), 2),
+                fmt(g.queue_drop_pct, 2),
+                fmt(g.adapt_drop_pct, 1),
+                g.layer_pct[0],
+                g.layer_pct[1],
+                g.layer_pct[2],
+                fmt(g.settle_p50_s, 1),
+                fmt(g.settle_max_s, 1),
+                p.server_cpu_pct,
+            );
+        }
+        if let Some(e) = &p.first_error {
+            let _ = writeln!(md, "\nN={} repeat {}: {e}", p.n, p.repeat);
+        }
+    }
+    md.push('\n');
 }
 
 /// The JSON report.
@@ -659,7 +714,7 @@ mod tests {
             pacing: "video paced as browsers do".into(),
             buffers: "socket buffers: defaults".into(),
         };
-        let md = markdown(&meta, &s, &ClientWeight::default());
+        let md = markdown(&meta, &s, &pts, &ClientWeight::default());
         assert!(md.contains("| 10 | ours | 10.0 | 2.5 |"), "{md}");
         assert!(md.contains("| 10 | ours/janus | 0.25 |"), "{md}");
         assert!(md.contains("Capacity"), "{md}");
@@ -668,5 +723,55 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("polyline"));
         let j = json(&meta, &pts, &s, &ClientWeight::default());
         assert_eq!(j["capacity"]["A/ours"], 10);
+    }
+
+    #[test]
+    fn the_simulcast_scenario_lists_each_group() {
+        let d = PointResult {
+            server: "ours".into(),
+            scenario: "D".into(),
+            n: 6,
+            server_cpu_pct: 40.0,
+            groups: vec![
+                crate::scenarios::GroupFigures {
+                    group: "capped".into(),
+                    viewers: 2,
+                    loss_pct: 0.25,
+                    queue_drop_pct: Some(0.5),
+                    adapt_drop_pct: Some(12.0),
+                    layer_pct: [80.0, 20.0, 0.0],
+                    settle_p50_s: Some(2.0),
+                    settle_max_s: Some(2.5),
+                },
+                crate::scenarios::GroupFigures {
+                    group: "uncapped".into(),
+                    viewers: 4,
+                    layer_pct: [0.0, 0.0, 100.0],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let pts = vec![d];
+        let meta = Meta {
+            mode: "quick".into(),
+            started: "now".into(),
+            minutes: 1.0,
+            loadavg_start: 0.5,
+            janus_version: "not run".into(),
+            cpus: "server cpu 0, generator cpu 1".into(),
+            ice: "candidates in the SDP".into(),
+            pacing: "video paced as browsers do".into(),
+            buffers: "socket buffers: defaults".into(),
+        };
+        let md = markdown(&meta, &summarise(&pts), &pts, &ClientWeight::default());
+        assert!(
+            md.contains("| 6 | 0 | capped | 2 | 0.25 | 0.50 | 12.0 | 80/20/0 | 2.0 | 2.5 | 40 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 6 | 0 | uncapped | 4 | 0.00 | – | – | 0/0/100 | – | – | 40 |"),
+            "{md}"
+        );
     }
 }

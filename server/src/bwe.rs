@@ -74,6 +74,8 @@ const QUEUE_HIGH: Duration = Duration::from_millis(120);
 const QUEUE_PERSISTS: Duration = Duration::from_millis(200);
 /// The window of the smallest one-way delay, the "empty queue" reference.
 const BASE_WINDOW: Duration = Duration::from_secs(10);
+/// Arrivals are summed in buckets of this many µs of the receiver's time.
+const ARRIVAL_BUCKET_US: i64 = 5_000;
 /// The acknowledged rate is measured over this much of the receiver's time.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 /// Decreases are at least this far apart: one congestion, one decrease.
@@ -130,7 +132,8 @@ pub struct Estimator {
     last_feedback: Option<Instant>,
     /// Per feedback: when, packets lost, packets reported.
     losses: VecDeque<(Instant, u32, u32)>,
-    /// Received packets by arrival (receiver µs) and size, for the acknowledged rate.
+    /// Bytes received per [`ARRIVAL_BUCKET_US`] of the receiver's time (µs, the bucket's
+    /// first arrival), for the acknowledged rate: 200 entries at most, however many packets.
     arrivals: VecDeque<(i64, u32)>,
     /// The smallest one-way delay (µs) per second of feedback, for the base.
     base: VecDeque<(Instant, i64)>,
@@ -243,7 +246,12 @@ impl Estimator {
         let mut smallest_judged: Option<i64> = None;
         for p in packets {
             let Arrival::At(at) = p.arrival else { continue };
-            self.arrivals.push_back((at, p.size));
+            match self.arrivals.back_mut() {
+                Some((start, bytes)) if (0..ARRIVAL_BUCKET_US).contains(&(at - *start)) => {
+                    *bytes = bytes.saturating_add(p.size)
+                }
+                _ => self.arrivals.push_back((at, p.size)),
+            }
             let sent_us = p.sent.saturating_duration_since(epoch).as_micros() as i64;
             let owd = at - sent_us;
             smallest = Some(smallest.map_or(owd, |s| s.min(owd)));

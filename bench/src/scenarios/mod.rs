@@ -1,5 +1,5 @@
 //! The scenarios, run inside the generator process (in the load namespace, pinned to its own
-//! core): A fan-out, B mesh, C churn. Each joins its participants through the adapter for the
+//! core): A fan-out, B mesh, C churn, D simulcast on constrained downlinks. Each joins its participants through the adapter for the
 //! server under test, lets media settle, then measures over a window: packets and bytes
 //! delivered, loss against what the publishers sent, one-way delay, the server's and the
 //! generator's CPU time, and the server's memory.
@@ -20,11 +20,13 @@ use crate::stats::{p50_p99, percentile};
 mod churn;
 mod fan_out;
 mod mesh;
+mod simulcast;
 mod window;
 
 use churn::churn;
 use fan_out::fan_out;
 use mesh::mesh;
+pub use simulcast::GroupFigures;
 
 /// Fan-out publisher video rate (issue 7: ~1.5 Mbit/s).
 pub const FANOUT_VIDEO_BPS: u32 = 1_450_000;
@@ -68,6 +70,8 @@ pub enum Scenario {
     B,
     /// A join and a leave every second for N seconds.
     C,
+    /// Three simulcast cameras, N viewers, a third of them with a capped downlink.
+    D,
 }
 
 impl Scenario {
@@ -77,6 +81,9 @@ impl Scenario {
             Scenario::A => "A fan-out (1 publisher, 1.5 Mbit/s → N subscribers)",
             Scenario::B => "B mesh (N publishers at 0.5 Mbit/s, all subscribed to all)",
             Scenario::C => "C churn (a join and a leave every second for N s)",
+            Scenario::D => {
+                "D simulcast (3 simulcast cameras, N viewers, a third capped at 1 Mbit/s)"
+            }
         }
     }
 }
@@ -179,6 +186,9 @@ pub struct PointResult {
     pub keyframe_requests_ignored: u64,
     /// 1-minute load average when the point ended (the machine is shared).
     pub loadavg: f64,
+    /// Scenario D: the figures of each group of viewers.
+    #[serde(default)]
+    pub groups: Vec<GroupFigures>,
 }
 
 /// Runs one point (in the generator process) and returns its figures.
@@ -202,6 +212,7 @@ pub async fn run(spec: &GenSpec) -> anyhow::Result<PointResult> {
         Scenario::A => fan_out(&mut ctx).await?,
         Scenario::B => mesh(&mut ctx).await?,
         Scenario::C => churn(&mut ctx).await?,
+        Scenario::D => simulcast::simulcast(&mut ctx).await?,
     }
     ctx.result.first_error = ctx.errors.first().cloned();
     ctx.result.loadavg = loadavg();
