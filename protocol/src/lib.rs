@@ -265,6 +265,13 @@ pub enum ClientMediaEvent {
         /// The new metadata.
         track_metadata: TrackMetadata,
     },
+    /// How big the page shows each remote video, in device pixels (0×0: hidden or off
+    /// screen), so the server sends no bigger a simulcast layer than the tile needs. Each
+    /// message gives the tiles that changed; a track not named keeps its last size.
+    SetTileSizes {
+        /// Track id → its tile's size (at most [`MAX_MIDS`] entries).
+        sizes: BTreeMap<TrackId, TileSize>,
+    },
     /// Say something to everyone in the room (plain text, see [`validate_chat_text`]).
     SendChatMessage {
         /// The message.
@@ -272,6 +279,16 @@ pub enum ClientMediaEvent {
     },
     /// Leave the room (the channel stays joined).
     Leave {},
+}
+
+/// A tile's rendered size in device pixels; 0×0 for a hidden or off-screen tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, FromTree, ToJson)]
+#[serde(deny_unknown_fields)]
+pub struct TileSize {
+    /// Width (at most [`MAX_TILE_PIXELS`]).
+    pub width: u32,
+    /// Height (at most [`MAX_TILE_PIXELS`]).
+    pub height: u32,
 }
 
 /// How many tracks of each kind a client wants to send.

@@ -34,6 +34,8 @@ pub const MAX_CHAT_CHARS: usize = 1000;
 /// few (Vietnamese, Arabic shadda + vowel, a keycap emoji: 2; Hebrew dagesh + shin dot + vowel:
 /// 3); "zalgo" text stacks hundreds, spilling over the lines and panels around it.
 pub const MAX_COMBINING_MARKS: usize = 4;
+/// Largest tile side a client may report, in device pixels (an 8K screen is 7680 wide).
+pub const MAX_TILE_PIXELS: u32 = 16_384;
 /// Most chat messages a room keeps for late joiners (sent with `peerAccepted`).
 pub const MAX_CHAT_HISTORY: usize = 50;
 

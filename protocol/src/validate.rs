@@ -377,6 +377,19 @@ impl ClientMediaEvent {
             ClientMediaEvent::RenegotiateTracks { tracks, .. } => {
                 tracks.as_ref().map_or(Ok(()), track_counts)
             }
+            ClientMediaEvent::SetTileSizes { sizes } => {
+                max_items("sizes", sizes.len(), MAX_MIDS)?;
+                sizes.iter().try_for_each(|(track, size)| {
+                    id("sizes", track)?;
+                    if size.width > MAX_TILE_PIXELS || size.height > MAX_TILE_PIXELS {
+                        return Err(err(
+                            "sizes",
+                            format!("a tile over {MAX_TILE_PIXELS} pixels wide or high"),
+                        ));
+                    }
+                    Ok(())
+                })
+            }
             ClientMediaEvent::SendChatMessage { text } => validate_chat_text(text),
             ClientMediaEvent::Leave {} => Ok(()),
         }
@@ -489,6 +502,31 @@ impl ServerMediaEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_sizes_are_bounded() {
+        let sizes = |n: usize, side: u32| ClientMediaEvent::SetTileSizes {
+            sizes: (0..n)
+                .map(|i| {
+                    (
+                        format!("p{i}:t1"),
+                        crate::TileSize {
+                            width: side,
+                            height: side,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        assert!(sizes(3, 0).validate().is_ok(), "0×0 is a hidden tile");
+        assert!(sizes(MAX_MIDS, MAX_TILE_PIXELS).validate().is_ok());
+        assert!(sizes(1, MAX_TILE_PIXELS + 1).validate().is_err());
+        assert!(sizes(MAX_MIDS + 1, 10).validate().is_err());
+        let bad_id = ClientMediaEvent::SetTileSizes {
+            sizes: [("x".repeat(MAX_ID_BYTES + 1), crate::TileSize::default())].into(),
+        };
+        assert!(bad_id.validate().is_err());
+    }
 
     #[test]
     fn room_names() {

@@ -139,6 +139,22 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
                 },
             }),
         ),
+        (
+            "client_set_tile_sizes",
+            media(E::SetTileSizes {
+                sizes: [
+                    (
+                        "p1:t2".into(),
+                        TileSize {
+                            width: 640,
+                            height: 360,
+                        },
+                    ),
+                    ("p2:t2".into(), TileSize::default()),
+                ]
+                .into(),
+            }),
+        ),
         ("client_leave", media(E::Leave {})),
     ]
 }

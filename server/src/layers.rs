@@ -93,6 +93,35 @@ impl Meter {
     }
 }
 
+/// A live layer as the allocator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rung {
+    /// Its RID.
+    pub rid: String,
+    /// Bits per second of RTP.
+    pub bitrate: u64,
+    /// The picture height of its keyframes, once one was seen.
+    pub height: Option<u16>,
+}
+
+/// The highest layer a tile `tile_height` pixels high needs, of `heights` (lowest layer
+/// first): the smallest at least 0.9 × the tile's height (LiveKit's rule: a slightly smaller
+/// picture scaled up looks as good, at a fraction of the bits), else the top. `None` when
+/// some layer's height is not known yet.
+pub fn layer_for_tile(heights: &[Option<u16>], tile_height: u32) -> Option<usize> {
+    let heights: Vec<u16> = heights.iter().copied().collect::<Option<_>>()?;
+    if heights.is_empty() {
+        return None;
+    }
+    let wanted = u64::from(tile_height) * 9;
+    Some(
+        heights
+            .iter()
+            .position(|&h| u64::from(h) * 10 >= wanted)
+            .unwrap_or(heights.len().saturating_sub(1)),
+    )
+}
+
 /// A layer's state as the choice sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
@@ -243,14 +272,19 @@ impl Layers {
             .collect()
     }
 
-    /// The live layers, lowest first: each one's RID and bitrate (for the `allocator`).
-    pub fn ladder(&self, now: Instant) -> Vec<(String, u64)> {
+    /// The live layers, lowest first (for the `allocator`).
+    pub fn ladder(&self, now: Instant) -> Vec<Rung> {
         self.ranking()
             .ranked
             .iter()
             .filter_map(|(l, _)| {
                 let r = l.reading(now);
-                r.live.then(|| (l.rid.clone(), r.bitrate))
+                let height = l.meter.lock().ok().and_then(|m| m.size).map(|s| s.height);
+                r.live.then(|| Rung {
+                    rid: l.rid.clone(),
+                    bitrate: r.bitrate,
+                    height,
+                })
             })
             .collect()
     }
@@ -568,5 +602,22 @@ mod tests {
         let e = layers.ranking().epoch;
         layers.on_packet(&f, &vp8_key(1280, 720), &mut c[2]);
         assert_eq!(layers.ranking().epoch, e);
+    }
+
+    #[test]
+    fn a_tile_gets_the_smallest_layer_at_least_nine_tenths_its_height() {
+        let h = [Some(180), Some(360), Some(720)];
+        assert_eq!(layer_for_tile(&h, 180), Some(0));
+        assert_eq!(layer_for_tile(&h, 200), Some(0), "180 ≥ 0.9 × 200");
+        assert_eq!(layer_for_tile(&h, 201), Some(1));
+        assert_eq!(layer_for_tile(&h, 400), Some(1));
+        assert_eq!(layer_for_tile(&h, 401), Some(2));
+        assert_eq!(layer_for_tile(&h, 2160), Some(2), "nothing bigger: the top");
+        assert_eq!(
+            layer_for_tile(&[Some(180), None], 100),
+            None,
+            "not sized yet"
+        );
+        assert_eq!(layer_for_tile(&[], 100), None, "no layer live");
     }
 }

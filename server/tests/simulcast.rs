@@ -788,3 +788,73 @@ async fn a_capped_subscriber_gets_lower_layers_and_the_top_ones_back_when_the_ca
             >= 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_tile_gets_a_small_layer_and_a_hidden_one_none() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_server, _room, peers) = simulcast_room(
+        "simulcast-tiles",
+        vec![("Ada", simulcast()), ("Bob", recording_viewer())],
+    )
+    .await;
+    let [ada, bob] = &peers[..] else {
+        unreachable!()
+    };
+    assert_only_layer(bob, ada, FULL, 50).await;
+    let track = bob
+        .state()
+        .received
+        .iter()
+        .find(|(_, t)| t.publisher == ada.id && t.kind == "video")
+        .map(|(id, _)| id.clone())
+        .expect("Ada's video at Bob");
+
+    // A thumbnail: the smallest layer, switched to seamlessly.
+    bob.set_tile_size(&track, 320, 180);
+    assert_only_layer(bob, ada, QUARTER, 100).await;
+    let log = video_from(&bob.state(), &ada.id).log;
+    assert_seamless(&log, switch_in(&log, FULL, QUARTER));
+    // 400 high: 360 is nine tenths of it, so h.
+    bob.set_tile_size(&track, 640, 400);
+    assert_only_layer(bob, ada, HALF, 100).await;
+
+    // Hidden: nothing at all.
+    bob.set_tile_size(&track, 0, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = video_from(&bob.state(), &ada.id).packets;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        video_from(&bob.state(), &ada.id).packets,
+        before,
+        "a hidden tile's video is paused"
+    );
+
+    // Full screen: the top layer again, from a keyframe.
+    bob.set_tile_size(&track, 1920, 1080);
+    assert_only_layer(bob, ada, FULL, 100).await;
+    let log = video_from(&bob.state(), &ada.id).log;
+    assert_seamless(&log, switch_in(&log, HALF, FULL));
+
+    // A track Bob does not receive, and a size out of range, are refused by name; the session
+    // goes on.
+    bob.set_tile_size("nobody:nothing", 10, 10);
+    bob.send(&protocol::ClientMessage::MediaEvent {
+        data: protocol::ClientMediaEvent::SetTileSizes {
+            sizes: [(
+                track.clone(),
+                protocol::TileSize {
+                    width: 100_000,
+                    height: 10,
+                },
+            )]
+            .into(),
+        },
+    });
+    bob.wait_for("both refusals", WAIT, |s| {
+        s.errors.iter().any(|e| e.contains("nobody:nothing"))
+            && s.errors.iter().any(|e| e.contains("sizes"))
+    })
+    .await
+    .unwrap();
+    assert_only_layer(bob, ada, FULL, 50).await;
+}

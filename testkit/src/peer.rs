@@ -436,6 +436,16 @@ impl TestPeer {
         });
     }
 
+    /// Tells the server how big this peer's page shows `track_id` (device pixels; 0×0:
+    /// hidden), as a page does after a layout change.
+    pub fn set_tile_size(&self, track_id: &str, width: u32, height: u32) {
+        self.send(&ClientMessage::MediaEvent {
+            data: ClientMediaEvent::SetTileSizes {
+                sizes: [(track_id.to_owned(), protocol::TileSize { width, height })].into(),
+            },
+        });
+    }
+
     /// What crossed this peer's impaired link, if it has one (and its downlink cap).
     pub fn link(&self) -> Option<&LinkCounters> {
         self.link.as_deref()

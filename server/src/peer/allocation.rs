@@ -2,25 +2,31 @@
 //! once when the estimate goes down, the `allocator` picks a layer for each simulcast video
 //! this peer receives from its connection's estimate (`transport_cc`, `bwe`), and each
 //! slot's track is capped to it — or paused for this peer when even its lowest layer does
-//! not fit. Audio and video without layers are counted, never paused.
+//! not fit. Audio and video without layers are counted, never paused. A tile size from the
+//! page (`setTileSizes`) caps a video at the layer the tile needs (`layers::layer_for_tile`),
+//! and a hidden tile's video is paused.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use protocol::{ServerMediaEvent, TrackId, TrackSource};
+use std::collections::BTreeMap;
+
+use protocol::{ErrorCode, ServerMediaEvent, TileSize, TrackId, TrackSource};
 use tokio::time::Instant;
 use tracing::debug;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
-use super::Peer;
+use super::{Peer, Refusal};
 use crate::allocator::{allocate, Priority, Video};
+use crate::layers::layer_for_tile;
 use crate::simulcast::Cap;
 
 /// How often the layers are fitted to the estimate.
 pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Peer {
-    /// Caps each simulcast video this peer receives to what its downlink carries.
+    /// Caps each simulcast video this peer receives to what its downlink carries and its
+    /// tile needs.
     pub async fn allocate(&mut self, now: Instant) {
         self.next_allocation = Some(now + ALLOCATION_INTERVAL);
         let estimate = self.downlink.estimate(now);
@@ -35,6 +41,8 @@ impl Peer {
         // Per simulcast slot: its index, its live layers' RIDs, and what the allocator sees.
         let mut layered: Vec<(usize, Vec<String>)> = Vec::new();
         let mut videos: Vec<Video> = Vec::new();
+        // Slots whose tile is hidden: paused whatever the estimate.
+        let mut hidden: Vec<usize> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(track) = slot.current() else {
                 continue;
@@ -43,8 +51,20 @@ impl Peer {
                 fixed += track.layers.bitrate(now);
                 continue;
             }
+            if slot.tile.is_some_and(|t| t.width == 0 || t.height == 0) {
+                hidden.push(i);
+                continue;
+            }
+            let mut ladder = track.layers.ladder(now);
+            // No bigger a layer than the tile needs.
+            if let Some(tile) = slot.tile {
+                let heights: Vec<Option<u16>> = ladder.iter().map(|r| r.height).collect();
+                if let Some(top) = layer_for_tile(&heights, tile.height) {
+                    ladder.truncate(top + 1);
+                }
+            }
             let (rids, rates): (Vec<String>, Vec<u64>) =
-                track.layers.ladder(now).into_iter().unzip();
+                ladder.into_iter().map(|r| (r.rid, r.bitrate)).unzip();
             let current = match &slot.cap {
                 Cap::Auto => rids.len().checked_sub(1),
                 Cap::AtMost(rid) => rids.iter().position(|r| r == rid),
@@ -72,14 +92,20 @@ impl Peer {
                 .collect(),
         };
         let mut paused = Vec::new();
+        let mut caps: Vec<(usize, Cap)> = hidden.into_iter().map(|i| (i, Cap::Paused)).collect();
         for ((i, rids), choice) in layered.into_iter().zip(chosen) {
-            let cap = match (estimate, choice) {
-                (None, _) => Cap::Auto,
-                (Some(_), Some(k)) => Cap::AtMost(rids[k].clone()),
+            let limited = self.slots[i].tile.is_some();
+            let cap = match choice {
+                // Nothing limits it: the track's own choice.
+                Some(_) if estimate.is_none() && !limited => Cap::Auto,
+                Some(k) => Cap::AtMost(rids[k].clone()),
                 // Nothing live to send: nothing to pause either.
-                (Some(_), None) if rids.is_empty() => Cap::Auto,
-                (Some(_), None) => Cap::Paused,
+                None if rids.is_empty() => Cap::Auto,
+                None => Cap::Paused,
             };
+            caps.push((i, cap));
+        }
+        for (i, cap) in caps {
             let span = &self.span;
             let slot = &mut self.slots[i];
             if cap == Cap::Paused {
@@ -93,7 +119,7 @@ impl Peer {
             let (Some(track), Some(ssrc)) = (slot.current(), slot.ssrc) else {
                 continue;
             };
-            debug!(parent: span, track = %track.id, ?cap, ?estimate, fixed, "layer allocation");
+            debug!(parent: span, track = %track.id, ?cap, ?estimate, fixed, tile = ?slot.tile, "layer allocation");
             if track.set_layer_cap(ssrc, cap.clone()) {
                 slot.cap = cap;
             }
@@ -126,6 +152,35 @@ impl Peer {
             estimate,
             paused,
         });
+    }
+}
+
+impl Peer {
+    /// Takes the page's tile sizes for the videos this peer receives; they apply at the next
+    /// allocation, made at once. A track this peer does not receive is refused by name (the
+    /// others still apply).
+    pub fn set_tile_sizes(&mut self, sizes: BTreeMap<TrackId, TileSize>) -> Result<(), Refusal> {
+        let mut unknown = Vec::new();
+        for (track_id, size) in sizes {
+            match self
+                .slots
+                .iter_mut()
+                .find(|s| s.current().is_some_and(|t| t.id == track_id))
+            {
+                Some(slot) => slot.tile = Some(size),
+                None => unknown.push(track_id),
+            }
+        }
+        if self.simulcast {
+            self.next_allocation = Some(Instant::now());
+        }
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(Refusal {
+            code: ErrorCode::InvalidField,
+            message: format!("sizes: not a video you receive: {}", unknown.join(", ")),
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use webrtc::track::track_local::TrackLocal;
 use super::{Peer, PeerError};
 use crate::forwarder::{PublishedTrack, ShardLease};
 use crate::simulcast::Cap;
+use protocol::TileSize;
 
 /// A downlink transceiver and the track it currently carries (None: idle, reusable).
 pub(super) struct Slot {
@@ -29,6 +30,8 @@ pub(super) struct Slot {
     pub(super) ssrc: Option<u32>,
     /// What the allocator last let this slot's track send (see `allocation`).
     pub(super) cap: Cap,
+    /// How big the page shows this slot's video, if it said (`setTileSizes`).
+    pub(super) tile: Option<TileSize>,
 }
 
 impl Slot {
@@ -77,6 +80,7 @@ impl Peer {
             slot.set(Some(track.clone()));
             slot.lease = Some(lease);
             slot.cap = Cap::Auto;
+            slot.tile = None;
         } else {
             let transceiver = self
                 .pc
@@ -105,6 +109,7 @@ impl Peer {
                 lease: Some(lease),
                 ssrc,
                 cap: Cap::Auto,
+                tile: None,
             };
             self.spawn_rtcp_reader(sender, slot.track.clone());
             self.slots.push(slot);

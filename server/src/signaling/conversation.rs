@@ -240,6 +240,7 @@ fn event_name(e: &ClientMediaEvent) -> &'static str {
         ClientMediaEvent::SendChatMessage { .. } => "sendChatMessage",
         ClientMediaEvent::UpdatePeerMetadata { .. } => "updatePeerMetadata",
         ClientMediaEvent::UpdateTrackMetadata { .. } => "updateTrackMetadata",
+        ClientMediaEvent::SetTileSizes { .. } => "setTileSizes",
         ClientMediaEvent::Leave {} => "leave",
     }
 }

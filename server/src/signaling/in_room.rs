@@ -120,6 +120,9 @@ pub(super) async fn in_room(
                             // A loopback-only server (tests) never checks other addresses.
                             ClientMediaEvent::Candidate(c) if !crate::rtc::candidate_reachable(&s.app.config, &c.candidate) => None,
                             ClientMediaEvent::Candidate(c) => peer.on_remote_candidate(c).await.err().map(|r| (r.code, r.message)),
+                            ClientMediaEvent::SetTileSizes { sizes } => {
+                                peer.set_tile_sizes(sizes).err().map(|r| (r.code, r.message))
+                            }
                             ClientMediaEvent::SendChatMessage { text } => {
                                 if within(&mut chat_rate, s, "chat messages") {
                                     room.chat(&peer.id, text);
