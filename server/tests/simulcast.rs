@@ -307,6 +307,27 @@ async fn a_third_peer_joining_leaves_every_layer_alive() {
         "only Ada's camera m-line asks for layers: {}",
         st.offer_sdp
     );
+    // Each layer once: the crate repeats every rid of the last answer, and testkit's
+    // answers (the crate's) echo ours besides their own.
+    let eol = if st.offer_sdp.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    assert!(
+        st.offer_sdp
+            .contains(&format!("a=simulcast:recv q;h;f{eol}")),
+        "{}",
+        st.offer_sdp
+    );
+    for rid in ["q", "h", "f"] {
+        assert_eq!(
+            st.offer_sdp.matches(&format!("a=rid:{rid} ")).count(),
+            1,
+            "{}",
+            st.offer_sdp
+        );
+    }
     // Every layer of Ada's still arrives after the re-negotiation, and is still forwarded.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     wait_for_live_layers(&server, &room, &ada.id, 3).await;

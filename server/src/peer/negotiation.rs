@@ -90,6 +90,9 @@ impl Peer {
                 sdp = simulcast_sdp::offer_layers(&sdp, &mid);
             }
         }
+        if self.simulcast {
+            sdp = simulcast_sdp::dedupe_rids(&sdp);
+        }
         let mid_to_track_id = self
             .slots
             .iter()

@@ -1,7 +1,9 @@
 //! Asking a publisher for simulcast: the `webrtc` crate never offers `a=rid … recv` itself,
 //! so the server's first offer is edited to ask for three layers on the camera's m-line
 //! (RFC 8851 rids, RFC 8853 `a=simulcast`). Once an answer has said `a=rid:… send`, the crate
-//! repeats the recv rids in every later offer on its own, so only the first is edited.
+//! repeats the recv rids in every later offer on its own, so only the first is edited — but
+//! it repeats every rid line of that answer, repeats included, so every offer has them
+//! de-duplicated ([`dedupe_rids`]).
 //!
 //! Pure text in, text out: unit-tested on SDP, applied to what is sent, never to what the
 //! connection holds as its local description.
@@ -60,9 +62,81 @@ pub fn offer_layers(sdp: &str, mid: &str) -> String {
     out.join(eol)
 }
 
+/// `sdp` with each m-section's repeated `a=rid:<id>` lines dropped (the first kept) and
+/// repeated ids dropped from its `a=simulcast:` lists. The crate builds a later offer's rids
+/// from the last answer, all of them; an answerer that echoes the offered rids and adds its
+/// own (the crate's, as testkit's peers are) would get one more copy in each re-offer.
+pub fn dedupe_rids(sdp: &str) -> String {
+    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    for line in sdp.split(eol) {
+        if line.starts_with("m=") {
+            seen.clear();
+        }
+        if let Some(rest) = line.strip_prefix("a=rid:") {
+            let id = rest.split(' ').next().unwrap_or(rest);
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            out.push(line.to_owned());
+        } else if let Some(rest) = line.strip_prefix("a=simulcast:") {
+            // "<dir> <list>[ <dir> <list>]": each list's alternatives without repeats.
+            let fields: Vec<String> = rest
+                .split(' ')
+                .enumerate()
+                .map(|(i, field)| {
+                    if i % 2 == 0 {
+                        return field.to_owned();
+                    }
+                    let mut kept: Vec<&str> = Vec::new();
+                    for alt in field.split(';') {
+                        if !kept.contains(&alt) {
+                            kept.push(alt);
+                        }
+                    }
+                    kept.join(";")
+                })
+                .collect();
+            out.push(format!("a=simulcast:{}", fields.join(" ")));
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    out.join(eol)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_rids_are_dropped_section_by_section() {
+        let tripled = OFFER.replace(
+            "a=mid:1\r\n",
+            &format!(
+                "a=mid:1\r\n{}",
+                LINES.repeat(3).replace("a=simulcast:recv q;h;f\r\n", "")
+                    + "a=simulcast:recv q;h;f;q;h;f;q;h;f\r\n"
+            ),
+        );
+        let once = OFFER.replace("a=mid:1\r\n", &format!("a=mid:1\r\n{LINES}"));
+        assert_eq!(dedupe_rids(&tripled), once);
+        assert_eq!(dedupe_rids(&once), once, "nothing repeated: unchanged");
+        assert_eq!(dedupe_rids(OFFER), OFFER);
+        // The same rid in two sections is no repeat; both directions' lists are cleaned.
+        let two = format!(
+            "{OFFER}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=rid:q send\r\na=rid:q send\r\n\
+             a=simulcast:send q;q recv f;f\r\n"
+        );
+        let cleaned = dedupe_rids(&two);
+        assert!(
+            cleaned.ends_with("a=mid:3\r\na=rid:q send\r\na=simulcast:send q recv f\r\n"),
+            "{cleaned}"
+        );
+        assert_eq!(dedupe_rids(""), "");
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
 a=group:BUNDLE 0 1 2\r\n\
