@@ -357,6 +357,7 @@ async fn losses_of_the_forwarded_layer_are_repaired() {
                 PeerOptions {
                     video: false,
                     impairment: bad_link(0x5eed_0102),
+                    record_packets: true,
                     ..PeerOptions::default()
                 },
             ),
@@ -366,7 +367,9 @@ async fn losses_of_the_forwarded_layer_are_repaired() {
     let [pat, sue] = &peers[..] else {
         unreachable!()
     };
-    // Five seconds of the full layer, each packet crossing two lossy hops.
+    // Five seconds of the full layer, each packet crossing two lossy hops. Sue's downlink
+    // estimate may move her off it for a while (5 % random loss in a short window can read
+    // as congestion): delivery is counted within each stretch of f she received.
     let st = sue
         .wait_for("500 packets of Pat's full layer", WAIT * 2, |s| {
             layer(s, &pat.id, FULL).distinct >= 500
@@ -383,11 +386,31 @@ async fn losses_of_the_forwarded_layer_are_repaired() {
         video.by_layer.keys().collect::<Vec<_>>(),
         video.longest_gap.as_millis()
     );
+    // Per stretch of f: its counters received, split where half a second of them is missing
+    // (Sue was on another layer then; a loss NACKs did not repair is a packet or two).
+    let mut counters: Vec<u32> = video
+        .log
+        .iter()
+        .filter(|p| p.layer == FULL)
+        .map(|p| p.counter)
+        .collect();
+    counters.sort_unstable();
+    counters.dedup();
+    let distinct = counters.len() as u64;
+    let expected: u64 = counters
+        .windows(2)
+        .map(|w| u64::from(w[1] - w[0]))
+        .filter(|&step| step <= 50)
+        .sum::<u64>()
+        + counters.windows(2).filter(|w| w[1] - w[0] > 50).count() as u64
+        + 1;
+    let delivery = distinct as f64 / expected.max(1) as f64;
     // Unrepaired, two 5% hops deliver ~90%: the layer's own history answered the NACKs.
     assert!(
-        f.delivery() >= 0.985,
-        "only {:.2}% of the full layer reached Sue: NACKs not answered from its history?",
-        f.delivery() * 100.0
+        delivery >= 0.985,
+        "only {:.2}% of the full layer reached Sue within its stretches: NACKs not answered \
+         from its history?",
+        delivery * 100.0
     );
     assert_eq!(video.corrupt, 0, "corrupt payloads");
 }
