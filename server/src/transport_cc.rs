@@ -71,7 +71,7 @@ impl BweStats {
         let now = Instant::now();
         live.iter()
             .filter_map(Weak::upgrade)
-            .filter(|d| d.feedbacks.load(Ordering::Relaxed) > 0)
+            .filter(|d| d.has_feedback())
             .map(|d| (d.estimate(now), d.paused.load(Ordering::Relaxed)))
             .collect()
     }
