@@ -13,17 +13,21 @@
 //! - [`controls`] the control bar and shortcuts; [`chat`] the chat panel; [`screen`] screen
 //!   sharing; [`stats`] connection-quality arithmetic (pure), [`monitor`] samples it;
 //!   [`devices`] lists, remembers and switches cameras and microphones; [`reconnect`] when to
-//!   retry a lost socket.
+//!   retry a lost socket; [`tile_sizes`] (pure) and `tile_observer` tell the server how big
+//!   each remote video is shown; [`layer_encodings`] (pure) how our camera's simulcast layers
+//!   are sized.
 //!
 //! Only the pure modules build on the host; everything touching the browser is wasm-only.
 
 pub mod consts;
 pub mod form;
+pub mod layer_encodings;
 pub mod negotiation;
 pub mod reconnect;
 pub mod routing;
 pub mod small_map;
 pub mod stats;
+pub mod tile_sizes;
 
 #[cfg(target_arch = "wasm32")]
 pub mod access;
@@ -55,6 +59,8 @@ pub mod room_ui;
 pub mod screen;
 #[cfg(target_arch = "wasm32")]
 pub mod socket;
+#[cfg(target_arch = "wasm32")]
+pub mod tile_observer;
 #[cfg(target_arch = "wasm32")]
 pub mod timeout;
 

@@ -17,7 +17,7 @@ use common::{fresh_root, max_peers_per_room, now_ms, socket_url, unique_room, wa
 use js_sys::Promise;
 use protocol::{
     topic_for_room, ClientMediaEvent, ClientMessage, PeerId, PeerMetadata, ServerMediaEvent,
-    ServerMessage, PROTOCOL_VERSION,
+    ServerMessage, TileSize, TrackSource, PROTOCOL_VERSION,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -27,12 +27,33 @@ use web_sys::{
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+/// A room's root, in view: the page tells the server how big each remote video is shown and
+/// that one scrolled out of view needs none (`tile_observer`), so a room rendered below the
+/// earlier tests' rooms would get no video. Tiles are small (no stylesheet here), all at the
+/// top left; a test may size one itself.
+fn room_root() -> web_sys::Element {
+    let root = fresh_root();
+    root.set_attribute(
+        "style",
+        "position: fixed; top: 0; left: 0; width: 400px; max-height: 100vh",
+    )
+    .unwrap();
+    let document = web_sys::window().unwrap().document().unwrap();
+    if document.get_element_by_id("room-test-css").is_none() {
+        let style = document.create_element("style").unwrap();
+        style.set_id("room-test-css");
+        style.set_text_content(Some("video { width: 96px; height: 54px; }"));
+        document.head().unwrap().append_child(&style).unwrap();
+    }
+    root
+}
+
 fn options(room: &str, name: &str) -> RoomOptions {
     RoomOptions {
         socket_url: socket_url(),
         room_name: room.to_owned(),
         display_name: name.to_owned(),
-        root: fresh_root(),
+        root: room_root(),
         media: MediaSource::default(),
         ice_servers: Vec::new(),
         on_disconnect: None,
@@ -1156,6 +1177,155 @@ async fn a_screen_shared_before_a_reconnect_is_shared_after_it() {
         .unwrap()
         .length();
     assert_eq!(screens, 1, "one screen tile");
+    bob.leave();
+    alice.leave();
+}
+
+#[wasm_bindgen_test]
+async fn the_server_is_told_how_big_each_remote_video_is_shown() {
+    let name = unique_room("tiles");
+    let (alice, alice_id, bob) = alice_then_bob(&name).await;
+    let camera = bob
+        .endpoint()
+        .peers()
+        .iter()
+        .find(|p| p.id == alice_id)
+        .and_then(|p| {
+            p.track_id_to_metadata
+                .iter()
+                .find(|(_, m)| m.source == TrackSource::Camera)
+                .map(|(id, _)| id.clone())
+        })
+        .expect("Alice's camera track");
+    let video: HtmlElement = bob
+        .ui()
+        .video_element(&alice_id)
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let ratio = web_sys::window().unwrap().device_pixel_ratio();
+    let told = || bob.told_tile_sizes().get(&camera).copied();
+    let device = |css: f64| (css * ratio).round() as u32;
+    let style = |property: &str, value: &str| video.style().set_property(property, value).unwrap();
+
+    // The tile as laid out: told once it was seen, in device pixels.
+    wait_for("a first size", 5_000.0, || told().is_some()).await;
+    style("width", "320px");
+    style("height", "180px");
+    let size = |w: f64, h: f64| TileSize {
+        width: device(w),
+        height: device(h),
+    };
+    wait_for("320×180 told", 5_000.0, || {
+        told() == Some(size(320.0, 180.0))
+    })
+    .await;
+    // Resized: told again after the layout settles.
+    style("width", "160px");
+    style("height", "90px");
+    wait_for("160×90 told", 5_000.0, || {
+        told() == Some(size(160.0, 90.0))
+    })
+    .await;
+    // Hidden, then scrolled out of view: 0×0 both times.
+    style("display", "none");
+    wait_for("0×0 for a hidden tile", 5_000.0, || {
+        told() == Some(TileSize::default())
+    })
+    .await;
+    style("display", "");
+    wait_for("shown again", 5_000.0, || told() == Some(size(160.0, 90.0))).await;
+    style("position", "fixed");
+    style("top", "100000px");
+    wait_for("0×0 off screen", 5_000.0, || {
+        told() == Some(TileSize::default())
+    })
+    .await;
+    style("position", "");
+    style("top", "");
+    wait_for("in view again", 5_000.0, || {
+        told() == Some(size(160.0, 90.0))
+    })
+    .await;
+    // The server took every message (a refusal would show in the error area).
+    assert_eq!(bob.ui().error_message(), None);
+
+    // Alice leaves: her tile is no longer told of.
+    alice.leave();
+    wait_for("Alice's track forgotten", 10_000.0, || {
+        !bob.told_tile_sizes().contains_key(&camera)
+    })
+    .await;
+    assert_eq!(bob.ui().error_message(), None);
+    bob.leave();
+}
+
+/// `rid → (scaleResolutionDownBy, maxBitrate, active)` of the local `source` track's sender.
+fn encodings(room: &Room, source: TrackSource) -> Vec<(String, Option<f32>, Option<u32>, bool)> {
+    let local = room
+        .endpoint()
+        .local_track_id(source)
+        .expect("a local track");
+    let mid = room
+        .endpoint()
+        .uplink()
+        .into_iter()
+        .find(|(_, id)| *id == local)
+        .map(|(mid, _)| mid)
+        .expect("the track's mid");
+    let pc = room.peer_connection().unwrap();
+    let transceiver = pc
+        .get_transceivers()
+        .iter()
+        .filter_map(|t| t.dyn_into::<web_sys::RtcRtpTransceiver>().ok())
+        .find(|t| t.mid().as_deref() == Some(mid.as_str()))
+        .expect("the track's transceiver");
+    let params = transceiver.sender().get_parameters();
+    params
+        .get_encodings()
+        .map(|e| e.iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let e: web_sys::RtcRtpEncodingParameters = e.unchecked_into();
+            (
+                e.get_rid().unwrap_or_default(),
+                e.get_scale_resolution_down_by(),
+                e.get_max_bitrate(),
+                e.get_active().unwrap_or(true),
+            )
+        })
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn the_camera_publishes_quarter_half_and_full_size_layers() {
+    let name = unique_room("layers");
+    let (alice, _alice_id, bob) = alice_then_bob(&name).await;
+    // The test server asks cameras for simulcast: both browsers answer with the three RIDs,
+    // and each is set to its size and cap once the answer is applied.
+    let want =
+        |rid: &str| client::layer_encodings::encoding_for(rid, false, true).expect("a known RID");
+    for room in [&alice, &bob] {
+        let mut got = Vec::new();
+        wait_for("the layers set", 5_000.0, || {
+            got = encodings(room, TrackSource::Camera);
+            got.len() == 3
+                && got.iter().all(|(rid, scale, bitrate, active)| {
+                    let w = want(rid);
+                    *scale == Some(w.scale) && *bitrate == Some(w.max_bitrate) && *active
+                })
+        })
+        .await;
+        let rids: Vec<&str> = got.iter().map(|(rid, ..)| rid.as_str()).collect();
+        assert_eq!(rids, protocol::SIMULCAST_RIDS, "{got:?}");
+        // The microphone is one plain encoding, untouched.
+        let mic = encodings(room, TrackSource::Microphone);
+        assert!(
+            mic.len() <= 1 && mic.iter().all(|(rid, ..)| rid.is_empty()),
+            "{mic:?}"
+        );
+    }
     bob.leave();
     alice.leave();
 }

@@ -281,6 +281,11 @@ pub enum ClientMediaEvent {
     Leave {},
 }
 
+/// The RIDs (RFC 8851) of a simulcast camera's layers as the server asks for them, smallest
+/// first: quarter, half and full size. The names promise nothing the server trusts (it ranks
+/// layers by what they carry); the client scales each to its name.
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
+
 /// A tile's rendered size in device pixels; 0×0 for a hidden or off-screen tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, FromTree, ToJson)]
 #[serde(deny_unknown_fields)]
@@ -422,6 +427,15 @@ pub enum ServerMediaEvent {
         estimate: Option<u64>,
         /// Tracks whose video is paused for this peer (at most [`MAX_MIDS`]).
         paused_track_ids: Vec<TrackId>,
+    },
+    /// Which layers of one of this peer's simulcast videos anyone receives (dynacast): the
+    /// client encodes these and turns the others off, until told otherwise.
+    #[serde(rename_all = "camelCase")]
+    LayersWanted {
+        /// The track: the client's own id for it (its `trackIdToTrackMetadata` key).
+        track_id: TrackId,
+        /// The RIDs to encode (each one of [`SIMULCAST_RIDS`]); empty: none.
+        rids: Vec<String>,
     },
     /// The room engine hit an error concerning this peer.
     Error {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::limits::*;
 use crate::{
     ChatMessage, ClientMediaEvent, ClientMessage, IceCandidate, PeerInfo, PeerMetadata,
-    ServerMediaEvent, ServerMessage, SessionDescription, TrackCounts,
+    ServerMediaEvent, ServerMessage, SessionDescription, TrackCounts, SIMULCAST_RIDS,
 };
 
 /// A field that breaks a bound; the text names the field and the bound.
@@ -494,6 +494,17 @@ impl ServerMediaEvent {
                     .iter()
                     .try_for_each(|t| id("pausedTrackIds", t))
             }
+            ServerMediaEvent::LayersWanted { track_id, rids } => {
+                id("trackId", track_id)?;
+                max_items("rids", rids.len(), SIMULCAST_RIDS.len())?;
+                match rids.iter().find(|r| !SIMULCAST_RIDS.contains(&r.as_str())) {
+                    Some(r) => Err(err(
+                        "rids",
+                        format!("unknown layer {r:?} (one of {SIMULCAST_RIDS:?})"),
+                    )),
+                    None => Ok(()),
+                }
+            }
             ServerMediaEvent::Error { message } => max_bytes("message", message, MAX_TEXT_BYTES),
         }
     }
@@ -526,6 +537,20 @@ mod tests {
             sizes: [("x".repeat(MAX_ID_BYTES + 1), crate::TileSize::default())].into(),
         };
         assert!(bad_id.validate().is_err());
+    }
+
+    #[test]
+    fn wanted_layers_are_known_rids_at_most_three() {
+        let wanted = |rids: &[&str]| ServerMediaEvent::LayersWanted {
+            track_id: "{local-1}".into(),
+            rids: rids.iter().map(|r| r.to_string()).collect(),
+        };
+        assert!(wanted(&[]).validate().is_ok(), "none wanted");
+        assert!(wanted(&["q", "h", "f"]).validate().is_ok());
+        let e = wanted(&["q", "x"]).validate().unwrap_err();
+        assert_eq!(e.field, "rids");
+        assert!(e.problem.contains("\"x\""), "{e}");
+        assert!(wanted(&["q", "q", "h", "f"]).validate().is_err());
     }
 
     #[test]

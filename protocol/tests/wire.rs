@@ -219,6 +219,13 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
             }),
         ),
         (
+            "server_layers_wanted",
+            ServerMessage::media(E::LayersWanted {
+                track_id: "{b7f1c0de-local}".into(),
+                rids: vec!["q".into(), "h".into()],
+            }),
+        ),
+        (
             "server_downlink_unlimited",
             ServerMessage::media(E::Downlink {
                 estimate: None,

@@ -184,6 +184,26 @@ impl PublishedTrack {
         })
     }
 
+    /// Sets the most the subscriber receiving `ssrc` needs of this layered track (its tile,
+    /// for dynacast). False if no subscriber of it receives `ssrc`.
+    pub fn set_layer_need(&self, ssrc: u32, need: Cap) -> bool {
+        self.shards.iter().any(|s| match &s.local {
+            Local::Layered(t) => t.set_need(ssrc, need.clone()),
+            Local::Plain(_) => false,
+        })
+    }
+
+    /// What each subscriber of this layered track needs of it.
+    pub fn layer_needs(&self) -> Vec<Cap> {
+        self.shards
+            .iter()
+            .flat_map(|s| match &s.local {
+                Local::Layered(t) => t.needs(),
+                Local::Plain(_) => Vec::new(),
+            })
+            .collect()
+    }
+
     /// Whether subscribers get a layer each (a simulcast camera), which can be capped.
     pub fn is_layered(&self) -> bool {
         self.layered

@@ -289,6 +289,19 @@ impl Layers {
             .collect()
     }
 
+    /// Every layer ever seen, live or not, lowest first: its RID and the picture height of
+    /// its keyframes (remembered while it is off, for dynacast).
+    pub fn heights(&self) -> Vec<(String, Option<u16>)> {
+        self.ranking()
+            .ranked
+            .iter()
+            .map(|(l, _)| {
+                let height = l.meter.lock().ok().and_then(|m| m.size).map(|s| s.height);
+                (l.rid.clone(), height)
+            })
+            .collect()
+    }
+
     /// The bitrate of the layer forwarded by default (a track without layers: its only one).
     pub fn bitrate(&self, now: Instant) -> u64 {
         self.selected().map_or(0, |l| l.reading(now).bitrate)

@@ -108,6 +108,9 @@ struct BindingState {
     cap: Cap,
     /// The cap changed since the target was last picked.
     cap_changed: bool,
+    /// The most the subscriber's tile needs, whatever its link (dynacast reads it):
+    /// [`Cap::Auto`] the top layer, [`Cap::Paused`] nothing.
+    need: Cap,
     /// Why the target last changed.
     cause: Cause,
     /// Paused by its cap: the next layer sent is a resumption.
@@ -156,6 +159,26 @@ impl LayeredTrack {
             }
         }
         true
+    }
+
+    /// Sets the most the subscriber receiving `ssrc` needs of the track (its tile's size,
+    /// not its link). False if no binding has that SSRC.
+    pub fn set_need(&self, ssrc: u32, need: Cap) -> bool {
+        let Some(b) = self.bindings().into_iter().find(|b| b.ssrc == ssrc) else {
+            return false;
+        };
+        if let Ok(mut st) = b.state.lock() {
+            st.need = need;
+        }
+        true
+    }
+
+    /// What each subscriber needs (see [`set_need`](Self::set_need)).
+    pub fn needs(&self) -> Vec<Cap> {
+        self.bindings()
+            .iter()
+            .filter_map(|b| b.state.lock().ok().map(|st| st.need.clone()))
+            .collect()
     }
 
     /// The layer the subscriber receiving `ssrc` needs a keyframe of: the one it waits to

@@ -31,20 +31,32 @@ pub(crate) struct SimulcastControl {
     /// Bumped by each keyframe request the camera honours.
     requests: AtomicU64,
     last_honoured: Mutex<Option<Instant>>,
-    /// Per layer, by RID: whether it sends.
+    /// Per layer, by RID: whether it sends (as a test says).
     active: Vec<(String, AtomicBool)>,
+    /// Per layer, in the same order: whether the server wants it (dynacast).
+    wanted: Vec<AtomicBool>,
 }
 
 impl SimulcastControl {
     /// Every layer of `rids` sending.
     pub(crate) fn new<'a>(rids: impl IntoIterator<Item = &'a str>) -> Self {
+        let active: Vec<(String, AtomicBool)> = rids
+            .into_iter()
+            .map(|r| (r.to_owned(), AtomicBool::new(true)))
+            .collect();
         SimulcastControl {
             requests: AtomicU64::new(0),
             last_honoured: Mutex::new(None),
-            active: rids
-                .into_iter()
-                .map(|r| (r.to_owned(), AtomicBool::new(true)))
-                .collect(),
+            wanted: active.iter().map(|_| AtomicBool::new(true)).collect(),
+            active,
+        }
+    }
+
+    /// The server's `layersWanted`: the layers of `rids` send, the others stop (as a
+    /// browser's `encodings[i].active`), each still only if the test lets it.
+    pub(crate) fn set_wanted(&self, rids: &[String]) {
+        for ((rid, _), wanted) in self.active.iter().zip(&self.wanted) {
+            wanted.store(rids.contains(rid), Ordering::Relaxed);
         }
     }
 
@@ -76,6 +88,10 @@ impl SimulcastControl {
         self.active
             .get(layer)
             .is_some_and(|(_, a)| a.load(Ordering::Relaxed))
+            && self
+                .wanted
+                .get(layer)
+                .is_some_and(|w| w.load(Ordering::Relaxed))
     }
 }
 

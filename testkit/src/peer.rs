@@ -341,6 +341,7 @@ impl TestPeer {
             local.clone(),
             options.ice,
             options.simulcast,
+            simulcast.clone(),
         )));
         if let Some(sender) = video_sender {
             tasks.push(tokio::spawn(count_keyframe_requests(

@@ -17,6 +17,7 @@ use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit}
 use webrtc::peer_connection::RTCPeerConnection;
 
 use crate::answer::{answer, strip_sdp_lines, without_candidates, LocalTracks, CANDIDATE_LINES};
+use crate::media_source::SimulcastControl;
 use crate::state::PeerState;
 
 type WebSocket =
@@ -175,7 +176,9 @@ pub(crate) async fn write_loop(mut sink: WsSink, mut rx: mpsc::UnboundedReceiver
 }
 
 /// Reads the server until the socket ends: answers offers, adds its candidates (unless
-/// `ice` is off) and records everything else in `state`.
+/// `ice` is off), turns the camera's `layers` on and off as the server wants (dynacast) and
+/// records everything else in `state`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn signal_loop(
     mut stream: WsStream,
     out: mpsc::UnboundedSender<Message>,
@@ -184,6 +187,7 @@ pub(crate) async fn signal_loop(
     local: LocalTracks,
     ice: bool,
     simulcast: bool,
+    layers: Option<Arc<SimulcastControl>>,
 ) {
     while let Some(frame) = stream.next().await {
         let text = match frame {
@@ -311,6 +315,12 @@ pub(crate) async fn signal_loop(
                 estimate,
                 paused_track_ids,
             } => state.send_modify(|s| s.downlink.push((estimate, paused_track_ids))),
+            ServerMediaEvent::LayersWanted { track_id, rids } => {
+                if let Some(layers) = &layers {
+                    layers.set_wanted(&rids);
+                }
+                state.send_modify(|s| s.layers_wanted.push((track_id, rids)))
+            }
             ServerMediaEvent::Error { message } => state.send_modify(|s| s.errors.push(message)),
             ServerMediaEvent::PeerAccepted { .. } | ServerMediaEvent::PeerDenied { .. } => {
                 state.send_modify(|s| s.errors.push("unexpected second join reply".into()))

@@ -94,6 +94,8 @@ pub struct PeerState {
     pub peers: BTreeMap<PeerId, String>,
     /// Tracks announced by tracksAdded/peerAccepted: id → (publisher, metadata).
     pub tracks: BTreeMap<TrackId, (PeerId, TrackMetadata)>,
+    /// Each `layersWanted` the server sent: our track's local id and the RIDs to send.
+    pub layers_wanted: Vec<(TrackId, Vec<String>)>,
     /// Tracks announced then removed.
     pub removed_tracks: Vec<TrackId>,
     /// Media received per track id (attributed through the latest offer's mid → track map,

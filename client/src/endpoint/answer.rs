@@ -62,6 +62,8 @@ impl Inner {
             return Ok(());
         }
         let sdp = pc.local_description().map(|d| d.sdp()).unwrap_or(sdp);
+        // The layers exist once the answer is applied.
+        self.set_encodings(&pc).await;
 
         let (track_id_to_track_metadata, mid_to_track_id) = {
             let mut s = self.state.borrow_mut();

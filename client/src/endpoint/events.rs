@@ -133,6 +133,9 @@ impl Inner {
                 estimate,
                 paused_track_ids,
             } => this.callbacks.on_downlink(estimate, &paused_track_ids),
+            ServerMediaEvent::LayersWanted { track_id, rids } => {
+                this.set_wanted_layers(&track_id, rids).await
+            }
             ServerMediaEvent::SdpOffer {
                 sdp_offer,
                 mid_to_track_id,

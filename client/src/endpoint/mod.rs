@@ -10,6 +10,7 @@
 mod answer;
 mod connection;
 mod downlink;
+mod encodings;
 mod events;
 mod ice;
 mod peers;
@@ -181,6 +182,8 @@ struct LocalTrack {
     mid: Option<String>,
     /// Whether an answer has told the server about it (metadata updates may then be sent).
     announced: bool,
+    /// The simulcast layers anyone receives, as the server last said (`None`: all).
+    wanted_layers: Option<Vec<String>>,
 }
 
 impl WebRtcEndpoint {

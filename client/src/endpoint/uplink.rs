@@ -68,6 +68,7 @@ impl WebRtcEndpoint {
                 },
                 mid: None,
                 announced: false,
+                wanted_layers: None,
             });
             track_counts(&s.local_tracks)
         };
@@ -155,6 +156,7 @@ impl WebRtcEndpoint {
                 metadata,
                 mid: None,
                 announced: false,
+                wanted_layers: None,
             });
             s.negotiation.offers_received() > 0
         };

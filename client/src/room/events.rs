@@ -47,6 +47,14 @@ impl RoomInner {
         }
     }
 
+    /// Watches a remote video's tile for its size (see `tile_observer`).
+    fn watch_tile(&self, ctx: &TrackContext, tile: &str) {
+        let is_video = ctx.track.as_ref().is_some_and(|t| t.kind() == "video");
+        if let (true, Some(tiles)) = (is_video, self.tiles.borrow().as_ref()) {
+            tiles.watch(&ctx.track_id, tile);
+        }
+    }
+
     pub(super) fn update_participants_list(&self) {
         // As the tutorial: the others in join order, then ourselves.
         let mut names: Vec<String> = self
@@ -126,6 +134,14 @@ impl EndpointCallbacks for RoomEvents {
             }
         }
         r.update_participants_list();
+        // A new session at the server (a rejoin): it knows no tile yet.
+        if let Some(tiles) = r.tiles.borrow().as_ref() {
+            tiles.tell_again(|track| {
+                peers_in_room
+                    .iter()
+                    .any(|p| p.track_id_to_metadata.contains_key(track))
+            });
+        }
         r.finish_reconnect();
         r.reply_join(Ok(peer_id.to_owned()));
     }
@@ -149,8 +165,10 @@ impl EndpointCallbacks for RoomEvents {
             .is_some_and(|m| m.source == TrackSource::Screen)
         {
             let name = r.display_name_of(&ctx.peer_id);
+            let tile = screen_id(&ctx.peer_id);
             r.ui.add_screen_tile(&ctx.peer_id, &name);
-            r.ui.attach_stream(stream, &screen_id(&ctx.peer_id));
+            r.ui.attach_stream(stream, &tile);
+            r.watch_tile(ctx, &tile);
             return;
         }
         if !r.ui.has_video_element(&ctx.peer_id) {
@@ -158,6 +176,7 @@ impl EndpointCallbacks for RoomEvents {
             r.ui.add_video_element(&ctx.peer_id, &name, false);
         }
         r.ui.attach_stream(stream, &ctx.peer_id);
+        r.watch_tile(ctx, &ctx.peer_id);
     }
 
     fn on_peer_joined(&self, peer: &PeerInfo) {
@@ -212,6 +231,9 @@ impl EndpointCallbacks for RoomEvents {
     fn on_track_removed(&self, ctx: &TrackContext) {
         if let Some(r) = self.room.upgrade() {
             r.show_track_state(ctx, false);
+            if let Some(tiles) = r.tiles.borrow().as_ref() {
+                tiles.unwatch(&ctx.track_id);
+            }
         }
     }
 

@@ -4,15 +4,17 @@
 //!
 //! This module owns the lifecycle (construct, init, join, leave) and the room's state; its
 //! children add one concern each to `RoomInner`: `events` (the endpoint's callbacks),
-//! `local_media` (mute, device switch), `screen_share`, `reconnecting`, `page_hide`.
+//! `local_media` (mute, device switch), `screen_share`, `reconnecting`, `page_hide`; the
+//! `tile_observer` it holds tells the server how big each remote video is shown.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use protocol::{
     topic_for_room, ClientMediaEvent, ClientMessage, PeerId, PeerInfo, PeerMetadata, ServerMessage,
-    TrackSource, PROTOCOL_VERSION,
+    TileSize, TrackId, TrackSource, PROTOCOL_VERSION,
 };
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -35,6 +37,7 @@ use crate::room_ui::RoomUi;
 use crate::routing::room_from_path;
 use crate::screen::{self, ScreenShare};
 use crate::socket::{Socket, SocketEvent};
+use crate::tile_observer::TileObserver;
 
 mod events;
 mod local_media;
@@ -124,6 +127,8 @@ struct RoomInner {
     chat: RefCell<Option<Chat>>,
     screen: RefCell<Option<ScreenShare>>,
     monitor: RefCell<Option<StatsMonitor>>,
+    /// Tells the server how big each remote video is shown (between join and leave).
+    tiles: RefCell<Option<TileObserver>>,
     device_selects: RefCell<Vec<DeviceSelect>>,
     /// A screen is being asked for (the browser's picker is open).
     screen_pending: Cell<bool>,
@@ -232,6 +237,7 @@ impl Room {
                 chat: RefCell::default(),
                 screen: RefCell::default(),
                 monitor: RefCell::default(),
+                tiles: RefCell::default(),
                 device_selects: RefCell::default(),
                 screen_pending: Cell::new(false),
                 mic_muted: Cell::new(false),
@@ -335,6 +341,11 @@ impl Room {
                 .map(|room| room.display_name_of(peer_id))
                 .unwrap_or_default()
         });
+        let weak = Rc::downgrade(r);
+        *r.tiles.borrow_mut() = TileObserver::start(&r.ui, move |sizes| {
+            weak.upgrade()
+                .is_some_and(|room| room.send_media_event(ClientMediaEvent::SetTileSizes { sizes }))
+        });
 
         let (tx, rx) = oneshot::channel();
         *r.join_reply.borrow_mut() = Some(tx);
@@ -436,6 +447,16 @@ impl Room {
         self.inner.socket.borrow().web_socket().clone()
     }
 
+    /// The tile sizes the server was last told, by track (diagnostics and tests).
+    pub fn told_tile_sizes(&self) -> BTreeMap<TrackId, TileSize> {
+        self.inner
+            .tiles
+            .borrow()
+            .as_ref()
+            .map(TileObserver::told)
+            .unwrap_or_default()
+    }
+
     /// Whether the socket's handlers are still registered (they are removed by leave).
     pub fn socket_handlers_registered(&self) -> bool {
         self.inner.socket.borrow().has_handlers()
@@ -518,6 +539,7 @@ impl RoomInner {
         self.device_selects.borrow_mut().clear();
         self.chat.borrow_mut().take();
         self.monitor.borrow_mut().take();
+        self.tiles.borrow_mut().take();
         self.reply_channel(Err(RoomError::Left));
         self.reply_join(Err(RoomError::Left));
     }
@@ -541,14 +563,19 @@ impl RoomInner {
     }
 
     fn send_chat(&self, text: &str) -> bool {
+        self.send_media_event(ClientMediaEvent::SendChatMessage {
+            text: text.to_owned(),
+        })
+    }
+
+    /// Sends a media event of the room's own (not the endpoint's), once joined.
+    fn send_media_event(&self, data: ClientMediaEvent) -> bool {
         if self.left.get() || self.endpoint.local_peer_id().is_none() {
             return false;
         }
-        self.socket.borrow().send(&ClientMessage::MediaEvent {
-            data: ClientMediaEvent::SendChatMessage {
-                text: text.to_owned(),
-            },
-        })
+        self.socket
+            .borrow()
+            .send(&ClientMessage::MediaEvent { data })
     }
 }
 

@@ -47,10 +47,11 @@ impl Peer {
             let Some(track) = slot.current() else {
                 continue;
             };
-            if !track.is_layered() || slot.ssrc.is_none() {
+            let Some(ssrc) = slot.ssrc.filter(|_| track.is_layered()) else {
                 fixed += track.layers.bitrate(now);
                 continue;
-            }
+            };
+            track.set_layer_need(ssrc, need_of(slot.tile, &track.layers.heights()));
             if slot.tile.is_some_and(|t| t.width == 0 || t.height == 0) {
                 hidden.push(i);
                 continue;
@@ -91,8 +92,13 @@ impl Peer {
                 .map(|v| v.layers.len().checked_sub(1))
                 .collect(),
         };
+        // Reported paused: only what the link has no room for (a hidden tile is the page's
+        // own doing, and its label says "slow connection").
         let mut paused = Vec::new();
-        let mut caps: Vec<(usize, Cap)> = hidden.into_iter().map(|i| (i, Cap::Paused)).collect();
+        let mut caps: Vec<(usize, Cap, bool)> = hidden
+            .into_iter()
+            .map(|i| (i, Cap::Paused, false))
+            .collect();
         for ((i, rids), choice) in layered.into_iter().zip(chosen) {
             let limited = self.slots[i].tile.is_some();
             let cap = match choice {
@@ -103,12 +109,12 @@ impl Peer {
                 None if rids.is_empty() => Cap::Auto,
                 None => Cap::Paused,
             };
-            caps.push((i, cap));
+            caps.push((i, cap, true));
         }
-        for (i, cap) in caps {
+        for (i, cap, by_link) in caps {
             let span = &self.span;
             let slot = &mut self.slots[i];
-            if cap == Cap::Paused {
+            if by_link && cap == Cap::Paused {
                 if let Some(t) = slot.current() {
                     paused.push(t.id.clone());
                 }
@@ -126,6 +132,8 @@ impl Peer {
         }
         self.downlink.paused.store(paused.len(), Ordering::Relaxed);
         self.tell_downlink(now, estimate, paused);
+        // What this peer publishes, now that its subscribers' needs are fresh.
+        self.dynacast(now);
     }
 
     /// Tells the client its estimate and paused videos when they changed: at once for a pause
@@ -168,6 +176,7 @@ impl Peer {
                 .find(|s| s.current().is_some_and(|t| t.id == track_id))
             {
                 Some(slot) => slot.tile = Some(size),
+                None if self.unsubscribed.contains(&track_id) => {}
                 None => unknown.push(track_id),
             }
         }
@@ -181,6 +190,37 @@ impl Peer {
             code: ErrorCode::InvalidField,
             message: format!("sizes: not a video you receive: {}", unknown.join(", ")),
         })
+    }
+}
+
+impl Peer {
+    /// Remembers a track just unsubscribed, so that a tile size sent before the client heard
+    /// of it is ignored, not refused.
+    pub(super) fn forget_tile(&mut self, track_id: &str) {
+        if self.unsubscribed.len() == STALE_TRACKS {
+            self.unsubscribed.pop_front();
+        }
+        self.unsubscribed.push_back(track_id.to_owned());
+    }
+}
+
+/// How many lately unsubscribed tracks a tile size may still name without an error.
+pub(super) const STALE_TRACKS: usize = 32;
+
+/// The most a tile needs of a track whose layers (lowest first) are `heights`, whatever the
+/// link (for dynacast): nothing when hidden, the layer `layer_for_tile` picks when sized,
+/// else the top.
+fn need_of(tile: Option<TileSize>, heights: &[(String, Option<u16>)]) -> Cap {
+    let Some(tile) = tile else {
+        return Cap::Auto;
+    };
+    if tile.width == 0 || tile.height == 0 {
+        return Cap::Paused;
+    }
+    let only: Vec<Option<u16>> = heights.iter().map(|(_, h)| *h).collect();
+    match layer_for_tile(&only, tile.height) {
+        Some(i) if i + 1 < heights.len() => Cap::AtMost(heights[i].0.clone()),
+        _ => Cap::Auto,
     }
 }
 

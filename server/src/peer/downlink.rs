@@ -172,7 +172,9 @@ impl Peer {
         };
         slot.lease = None;
         slot.set(None);
-        slot.transceiver
+        let transceiver = slot.transceiver.clone();
+        self.forget_tile(track_id);
+        transceiver
             .set_direction(RTCRtpTransceiverDirection::Inactive)
             .await;
         self.fresh_video.retain(|t| t.id != track_id);

@@ -5,12 +5,13 @@
 
 mod allocation;
 mod downlink;
+mod dynacast;
 mod ice;
 mod negotiation;
 mod simulcast_sdp;
 mod uplink;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub struct Peer {
     next_allocation: Option<Instant>,
     /// What the client was last told of its downlink.
     told_downlink: Option<allocation::Told>,
+    /// Tracks lately unsubscribed, newest last (at most [`allocation::STALE_TRACKS`]): a tile
+    /// size for one crossed their removal on the wire and is no error.
+    unsubscribed: VecDeque<String>,
 }
 
 impl Peer {
@@ -195,6 +199,7 @@ impl Peer {
                 .simulcast
                 .then(|| Instant::now() + allocation::ALLOCATION_INTERVAL),
             told_downlink: None,
+            unsubscribed: VecDeque::new(),
         };
         Ok((peer, rx))
     }

@@ -8,9 +8,8 @@
 //! Pure text in, text out: unit-tested on SDP, applied to what is sent, never to what the
 //! connection holds as its local description.
 
-/// The layers asked for, lowest first: quarter, half and full resolution. The names say
-/// nothing a server may trust; layers are ranked by what they carry.
-pub const LAYERS: [&str; 3] = ["q", "h", "f"];
+/// The layers asked for, lowest first (the protocol's names, which the client scales to).
+pub const LAYERS: [&str; 3] = protocol::SIMULCAST_RIDS;
 
 /// `sdp` with the rid and simulcast lines added to the video m-section whose `a=mid` is
 /// `mid`. Unchanged when there is no such video section or it already has simulcast or rids.

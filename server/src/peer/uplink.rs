@@ -15,6 +15,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::track::track_remote::TrackRemote;
 
+use super::dynacast::Dynacast;
 use super::{Peer, PeerError};
 use crate::forwarder::{self, PublishedTrack};
 use crate::room::NotYours;
@@ -38,6 +39,8 @@ pub(super) struct Published {
     pub(super) local_id: Option<String>,
     /// Stops this track's forwarder only (a stop and restart gets a fresh one).
     pub(super) forwarder: CancellationToken,
+    /// Which of its layers the client was told to send.
+    pub(super) dynacast: Dynacast,
 }
 
 impl Peer {
@@ -183,6 +186,7 @@ impl Peer {
             track: track.clone(),
             local_id,
             forwarder: cancel,
+            dynacast: Dynacast::default(),
         });
         self.room.publish(&self.id, self.session, vec![track]);
     }
