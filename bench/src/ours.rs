@@ -182,11 +182,14 @@ async fn signal_loop(
                     let mut done = pc.gathering_complete_promise().await;
                     let _ = tokio::time::timeout(Duration::from_secs(5), done.recv()).await;
                 }
-                let sdp = pc
-                    .local_description()
-                    .await
-                    .ok_or_else(|| anyhow!("no local description"))?
-                    .sdp;
+                // Our publishers send one plain stream: the layers the server asks cameras
+                // for (simulcast, on by default) are declined, as a browser without them does.
+                let sdp = testkit::decline_simulcast(
+                    &pc.local_description()
+                        .await
+                        .ok_or_else(|| anyhow!("no local description"))?
+                        .sdp,
+                );
                 for t in pc.get_transceivers().await {
                     let (Some(mid), Some(track)) = (t.mid(), t.sender().await.track().await) else {
                         continue;

@@ -1299,26 +1299,46 @@ fn encodings(room: &Room, source: TrackSource) -> Vec<(String, Option<f32>, Opti
 }
 
 #[wasm_bindgen_test]
-async fn the_camera_publishes_quarter_half_and_full_size_layers() {
+async fn the_camera_publishes_layers_down_from_its_full_picture() {
     let name = unique_room("layers");
     let (alice, _alice_id, bob) = alice_then_bob(&name).await;
-    // The test server asks cameras for simulcast: both browsers answer with the three RIDs,
-    // and each is set to its size and cap once the answer is applied.
-    let want =
-        |rid: &str| client::layer_encodings::encoding_for(rid, false, true).expect("a known RID");
+    // The server asks cameras for simulcast: both browsers answer with the three RIDs, and
+    // each is set to its size and cap (from the size the camera captures) once the answer is
+    // applied.
     for room in [&alice, &bob] {
+        let settings = room
+            .local_stream()
+            .unwrap()
+            .get_video_tracks()
+            .get(0)
+            .unchecked_into::<web_sys::MediaStreamTrack>()
+            .get_settings();
+        let size = (
+            settings.get_width().unwrap_or(0) as u32,
+            settings.get_height().unwrap_or(0) as u32,
+        );
+        let want = |rid: &str| {
+            client::layer_encodings::encoding_for(rid, size, false, true).expect("a known RID")
+        };
         let mut got = Vec::new();
         wait_for("the layers set", 5_000.0, || {
             got = encodings(room, TrackSource::Camera);
             got.len() == 3
                 && got.iter().all(|(rid, scale, bitrate, active)| {
                     let w = want(rid);
-                    *scale == Some(w.scale) && *bitrate == Some(w.max_bitrate) && *active
+                    *scale == Some(w.scale)
+                        && *bitrate == Some(w.max_bitrate)
+                        && *active == w.active
                 })
         })
         .await;
+        console_log!("camera {size:?}: encodings {got:?}");
         let rids: Vec<&str> = got.iter().map(|(rid, ..)| rid.as_str()).collect();
         assert_eq!(rids, protocol::SIMULCAST_RIDS, "{got:?}");
+        // The first layers are on, and the last of them is the full picture.
+        let on: Vec<_> = got.iter().take_while(|(.., active)| *active).collect();
+        assert!(!on.is_empty(), "{got:?}");
+        assert_eq!(on.last().unwrap().1, Some(1.0), "{got:?}");
         // The microphone is one plain encoding, untouched.
         let mic = encodings(room, TrackSource::Microphone);
         assert!(

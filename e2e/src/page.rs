@@ -410,6 +410,86 @@ impl Page {
         Ok(rows.iter().filter_map(Value::as_u64).collect())
     }
 
+    /// The height of the frames the tile of peer `peer_id` shows (its `<video>`'s
+    /// `videoHeight`: the layer this page receives), 0 before the first frame.
+    pub async fn video_height_of(&self, peer_id: &str) -> Result<u64> {
+        let v = self
+            .client
+            .execute(
+                "const v = document.getElementById('video-' + arguments[0]);
+                 return v ? v.videoHeight : 0;",
+                vec![Value::from(peer_id)],
+            )
+            .await?;
+        Ok(v.as_u64().unwrap_or(0))
+    }
+
+    /// Frames decoded of peer `peer_id`'s video so far: `framesDecoded` of the receiver of
+    /// the video its tile plays (0 before any).
+    pub async fn frames_of(&self, peer_id: &str) -> Result<u64> {
+        let v = self
+            .client
+            .execute_async(
+                "const [id, done] = arguments;
+                 const v = document.getElementById('video-' + id);
+                 const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
+                 const pc = window.videoroomPeerConnection;
+                 const receiver = track && pc &&
+                   pc.getReceivers().find(r => r.track && r.track.id === track.id);
+                 if (!receiver) { done(0); return; }
+                 receiver.getStats().then(stats => {
+                   let frames = 0;
+                   stats.forEach(s => {
+                     if (s.type === 'inbound-rtp' && s.kind === 'video') {
+                       frames = Math.max(frames, s.framesDecoded || 0);
+                     }
+                   });
+                   done(frames);
+                 }, () => done(0));",
+                vec![Value::from(peer_id)],
+            )
+            .await?;
+        Ok(v.as_u64().unwrap_or(0))
+    }
+
+    /// The camera's simulcast encodings: each RID and whether it is `active`.
+    pub async fn camera_encodings(&self) -> Result<Vec<(String, bool)>> {
+        let v = self
+            .client
+            .execute(
+                "const pc = window.videoroomPeerConnection;
+                 const sender = pc && pc.getSenders()
+                   .find(s => s.track && s.track.kind === 'video');
+                 if (!sender) return [];
+                 return (sender.getParameters().encodings || [])
+                   .map(e => [e.rid || '', e.active !== false]);",
+                vec![],
+            )
+            .await?;
+        let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(rows
+            .iter()
+            .filter_map(Value::as_array)
+            .map(|r| {
+                (
+                    r.first()
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    r.get(1).and_then(Value::as_bool).unwrap_or(true),
+                )
+            })
+            .collect())
+    }
+
+    /// Resizes the browser window, as a person does.
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .with_context(|| format!("{}: resizing the window", self.name()))
+    }
+
     /// Turns the camera's simulcast encoding `rid` on or off, as a page may with
     /// `RTCRtpSender.setParameters` (and browsers do by themselves under load).
     pub async fn set_encoding_active(&self, rid: &str, active: bool) -> Result<()> {

@@ -386,10 +386,10 @@ async fn over_https(browser: Browser) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 10: with `--simulcast`, a Chromium and a Firefox page each send their camera in
-/// two or more layers, unasked by the page, and still see each other.
+/// Scenario 10: simulcast (the default): a Chromium and a Firefox page each send their camera in
+/// two or more layers and still see each other.
 async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
-    let app = App::start(|c| c.simulcast = true).await?;
+    let app = App::start(|_| {}).await?;
     let room = room("simulcast");
     let ada = open(first, "Ada").await?;
     let bob = open(second, "Bob").await?;
@@ -513,10 +513,10 @@ async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 11: with `--simulcast`, a publisher turns its top encoding off and on; a viewer in
+/// Scenario 11: a publisher turns its top encoding off and on; a viewer in
 /// the other browser keeps playing throughout, at a smaller size while it is off.
 async fn simulcast_top_layer_off_and_on(publisher: Browser, viewer: Browser) -> Result<()> {
-    let app = App::start(|c| c.simulcast = true).await?;
+    let app = App::start(|_| {}).await?;
     let room = room("simulcast-switch");
     let ada = open(publisher, "Ada").await?;
     let bob = open(viewer, "Bob").await?;
@@ -595,6 +595,147 @@ async fn simulcast_top_layer_off_and_on(publisher: Browser, viewer: Browser) -> 
     Ok(())
 }
 
+/// Whether `p` decodes more frames of `peer_id`'s camera over a second and a half.
+async fn keeps_playing(p: &Page, peer_id: &str) -> Result<()> {
+    let before = p.frames_of(peer_id).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = p.frames_of(peer_id).await?;
+    ensure!(
+        after > before,
+        "{} ({}): {peer_id}'s video stopped at {before} frames",
+        p.label,
+        p.browser
+    );
+    Ok(())
+}
+
+/// Scenario 12: three people, simulcast as shipped. A page made small gets a smaller layer of a
+/// camera than a large page watching it, and keeps playing through the change; once the large
+/// page leaves, the layer nobody needs stops at the publisher (`active = false`), and it
+/// starts again when the small page grows. Relative outcomes only: each browser
+/// decides how many layers its camera can send.
+async fn small_windows_get_small_layers(
+    publisher: Browser,
+    large: Browser,
+    small: Browser,
+) -> Result<()> {
+    // A phone-sized window: one column of tiles, each under 200 pixels high.
+    const SMALL: (u32, u32) = (360, 640);
+    const LARGE: (u32, u32) = (1280, 800);
+    let app = App::start(|_| {}).await?;
+    let room = room("tile-sizes");
+    let ada = open(publisher, "Ada").await?;
+    let bob = open(large, "Bob").await?;
+    let cid = open(small, "Cid").await?;
+    for (p, name) in [(&ada, "Ada"), (&bob, "Bob"), (&cid, "Cid")] {
+        p.join(&app.base, &room, name).await?;
+        p.wait_in_room().await?;
+    }
+    for p in [&ada, &bob, &cid] {
+        p.wait_remote_playing(2, MEDIA_WAIT).await?;
+    }
+    let ada_id = bob.peer_id_of("Ada", EVENT_WAIT).await?;
+    let heights = || async {
+        Ok::<_, anyhow::Error>((
+            bob.video_height_of(&ada_id).await?,
+            cid.video_height_of(&ada_id).await?,
+        ))
+    };
+
+    cid.set_window_size(SMALL.0, SMALL.1).await?;
+    let resized = tokio::time::Instant::now();
+    let deadline = resized + MEDIA_WAIT;
+    let (large_h, small_h) = loop {
+        let (b, c) = heights().await?;
+        if c > 0 && c < b {
+            break (b, c);
+        }
+        if tokio::time::Instant::now() > deadline {
+            let layout = cid
+                .js(&format!(
+                    "const v = document.getElementById('video-{ada_id}');
+                     const r = v ? v.getBoundingClientRect() : null;
+                     return [innerWidth, innerHeight, devicePixelRatio,
+                             r ? r.width : -1, r ? r.height : -1];"
+                ))
+                .await?;
+            anyhow::bail!(
+                "{small}: Cid's small window still gets Ada's ({publisher}) video {c} high, \
+                 Bob's large one {b}; Cid's window and Ada's tile [w, h, ratio, tile w, tile h]: \
+                 {layout}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "[{publisher}→{large}/{small}] Ada's camera: {large_h} high in a large window, \
+         {small_h} in a small one after {:?}",
+        resized.elapsed()
+    );
+    keeps_playing(&cid, &ada_id).await?;
+    keeps_playing(&bob, &ada_id).await?;
+
+    // Bob leaves: Ada's top layer is needed by nobody (Cid's tile is small) and stops at her
+    // browser, after five seconds; Cid keeps playing the smaller one.
+    let active = |e: &[(String, bool)]| -> Vec<String> {
+        e.iter()
+            .filter(|(_, a)| *a)
+            .map(|(r, _)| r.clone())
+            .collect()
+    };
+    let watched = active(&ada.camera_encodings().await?);
+    bob.disconnect().await?;
+    let left = tokio::time::Instant::now();
+    let deadline = left + MEDIA_WAIT;
+    let encodings = loop {
+        let e = ada.camera_encodings().await?;
+        if active(&e).len() < watched.len() {
+            break e;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{publisher}: no layer of Ada's camera turned off with only a small window \
+             watching: {e:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "[{publisher}] layers {watched:?} with a large window watching; {:?} {:?} after it left",
+        active(&encodings),
+        left.elapsed()
+    );
+    ensure!(
+        !active(&encodings).is_empty(),
+        "{publisher}: every layer off while Cid watches: {encodings:?}"
+    );
+    keeps_playing(&cid, &ada_id).await?;
+
+    // Cid's window large: the layer is back on at once, and Cid gets it.
+    cid.set_window_size(LARGE.0, LARGE.1).await?;
+    let resized = tokio::time::Instant::now();
+    let deadline = resized + MEDIA_WAIT;
+    loop {
+        let e = ada.camera_encodings().await?;
+        let c = cid.video_height_of(&ada_id).await?;
+        if active(&e) == watched && c == large_h {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{publisher}: after Cid's window grew: encodings {e:?}, Cid {c} high"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "[{publisher}] a large window again: layers {watched:?} on and Cid {large_h} high after \
+         {:?}",
+        resized.elapsed()
+    );
+    keeps_playing(&cid, &ada_id).await?;
+    close_all(vec![ada, bob, cid]).await;
+    Ok(())
+}
+
 macro_rules! in_each_browser {
     ($($name:ident => $scenario:ident;)*) => {
         mod chromium {
@@ -668,6 +809,22 @@ mod mixed {
     async fn s11_firefox_top_layer_off_and_on_chromium_keeps_playing() -> Result<()> {
         let _one = one_at_a_time().await;
         simulcast_top_layer_off_and_on(Browser::Firefox, Browser::Chromium).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s12_chromium_camera_in_a_large_firefox_and_a_small_chromium() -> Result<()> {
+        let _one = one_at_a_time().await;
+        use Browser::{Chromium as C, Firefox as F};
+        small_windows_get_small_layers(C, F, C).await
+    }
+
+    // The small page is Chromium's in both: a Firefox window here is never narrower than
+    // 500 px, where a tile is still 265 px high and needs the full picture.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s12_firefox_camera_in_a_large_firefox_and_a_small_chromium() -> Result<()> {
+        let _one = one_at_a_time().await;
+        use Browser::{Chromium as C, Firefox as F};
+        small_windows_get_small_layers(F, F, C).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

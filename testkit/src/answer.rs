@@ -52,6 +52,13 @@ pub(crate) fn without_candidates(msg: ClientMessage) -> ClientMessage {
 /// The SDP lines of a simulcast answer.
 const SIMULCAST_LINES: &[&str] = &["a=rid:", "a=simulcast:"];
 
+/// An answer made by this crate (which echoes the offer's rids even for the one plain stream
+/// it sends: the server would then wait for RID-tagged packets and never publish it) with
+/// the simulcast the offer asked for declined.
+pub fn decline_simulcast(sdp: &str) -> String {
+    strip_sdp_lines(sdp, SIMULCAST_LINES)
+}
+
 /// Applies `offer` and answers it, mapping each uplink m-line to the local track it sends.
 /// Unless the peer sends `layers`, the answer declines any simulcast the offer asks for.
 pub(crate) async fn answer(
@@ -74,9 +81,7 @@ pub(crate) async fn answer(
         .ok_or_else(|| anyhow!("no local description"))?
         .sdp;
     if !layers {
-        // This crate echoes the offer's rids even for the one plain stream it sends; the
-        // server would then wait for RID-tagged packets and never publish it.
-        sdp = strip_sdp_lines(&sdp, SIMULCAST_LINES);
+        sdp = decline_simulcast(&sdp);
     }
     let mut sending = Vec::new();
     for t in pc.get_transceivers().await {

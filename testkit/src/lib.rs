@@ -27,7 +27,7 @@ mod receive;
 mod signaling;
 mod state;
 
-pub use answer::strip_sdp_lines;
+pub use answer::{decline_simulcast, strip_sdp_lines};
 pub use api::{api, api_over};
 pub use audio_level::AUDIO_LEVEL_URI;
 pub use impair::{ImpairedConn, Impairment, LinkCounters};

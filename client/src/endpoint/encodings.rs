@@ -15,23 +15,31 @@ use crate::log;
 impl Inner {
     /// Sets every published video's layer encodings (nothing for a video sent as one layer).
     pub(super) async fn set_encodings(&self, pc: &RtcPeerConnection) {
-        let senders: Vec<(RtcRtpSender, bool, Option<Vec<String>>)> = {
+        let senders: Vec<(RtcRtpSender, Source)> = {
             let s = self.state.borrow();
             s.local_tracks
                 .iter()
                 .filter(|t| t.track.kind() == "video")
                 .filter_map(|t| {
                     let transceiver = transceiver_by_mid(pc, t.mid.as_deref()?)?;
+                    let settings = t.track.get_settings();
+                    let side = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
                     Some((
                         transceiver.sender(),
-                        t.metadata.source == TrackSource::Screen,
-                        t.wanted_layers.clone(),
+                        Source {
+                            // A camera whose size the browser does not say: the tutorial's.
+                            size: side(settings.get_width())
+                                .zip(side(settings.get_height()))
+                                .unwrap_or((640, 360)),
+                            screen: t.metadata.source == TrackSource::Screen,
+                            wanted: t.wanted_layers.clone(),
+                        },
                     ))
                 })
                 .collect()
         };
-        for (sender, screen, wanted) in senders {
-            if let Err(e) = set_layers(&sender, screen, wanted.as_deref()).await {
+        for (sender, source) in senders {
+            if let Err(e) = set_layers(&sender, &source).await {
                 log::warn_failed("cannot set the simulcast layers", &e);
             }
         }
@@ -56,13 +64,17 @@ impl Inner {
     }
 }
 
-/// Applies [`encoding_for`] to each of `sender`'s encodings named by a RID, if it has any;
-/// `wanted`: the RIDs anyone receives (`None`: all).
-async fn set_layers(
-    sender: &RtcRtpSender,
+/// What a sender sends, as its layers depend on it.
+struct Source {
+    /// The captured picture's width and height.
+    size: (u32, u32),
     screen: bool,
-    wanted: Option<&[String]>,
-) -> Result<(), wasm_bindgen::JsValue> {
+    /// The RIDs anyone receives (`None`: all).
+    wanted: Option<Vec<String>>,
+}
+
+/// Applies [`encoding_for`] to each of `sender`'s encodings named by a RID, if it has any.
+async fn set_layers(sender: &RtcRtpSender, source: &Source) -> Result<(), wasm_bindgen::JsValue> {
     let params = sender.get_parameters();
     let Some(encodings) = params.get_encodings() else {
         return Ok(());
@@ -70,10 +82,10 @@ async fn set_layers(
     let mut changed = false;
     for encoding in encodings.iter() {
         let encoding: RtcRtpEncodingParameters = encoding.unchecked_into();
-        let Some(want) = encoding
-            .get_rid()
-            .and_then(|rid| encoding_for(&rid, screen, wanted.is_none_or(|w| w.contains(&rid))))
-        else {
+        let Some(want) = encoding.get_rid().and_then(|rid| {
+            let wanted = source.wanted.as_ref().is_none_or(|w| w.contains(&rid));
+            encoding_for(&rid, source.size, source.screen, wanted)
+        }) else {
             continue;
         };
         let same = encoding.get_scale_resolution_down_by() == Some(want.scale)

@@ -132,6 +132,8 @@ impl WebRtcEndpoint {
             if let Some(t) = transceiver_by_mid(&pc, &mid) {
                 JsFuture::from(t.sender().replace_track(Some(track))).await?;
             }
+            // Another camera may capture at another size: its layers follow.
+            self.inner.set_encodings(&pc).await;
         }
         Ok(())
     }
