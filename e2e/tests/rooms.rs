@@ -610,10 +610,10 @@ async fn keeps_playing(p: &Page, peer_id: &str) -> Result<()> {
 }
 
 /// Scenario 12: three people, simulcast as shipped. A page made small gets a smaller layer of a
-/// camera than a large page watching it, and keeps playing through the change; once the large
-/// page leaves, the layer nobody needs stops at the publisher (`active = false`), and it
-/// starts again when the small page grows. Relative outcomes only: each browser
-/// decides how many layers its camera can send.
+/// camera than a large page watching it, and keeps playing through the change; a hidden tile
+/// gets no video, and plays again when shown; once the large page leaves, the layer nobody
+/// needs stops at the publisher (`active = false`), and it starts again when the small page
+/// grows. Relative outcomes only: each browser decides how many layers its camera can send.
 async fn small_windows_get_small_layers(
     publisher: Browser,
     large: Browser,
@@ -675,6 +675,41 @@ async fn small_windows_get_small_layers(
     keeps_playing(&cid, &ada_id).await?;
     keeps_playing(&bob, &ada_id).await?;
 
+    // Bob hides Ada's tile: his page asks for none of her video and gets none; shown again,
+    // it plays again at the size it had.
+    let tile = |display: &str| {
+        format!("document.getElementById('feed-{ada_id}').style.display = '{display}'")
+    };
+    bob.js(&tile("none")).await?;
+    let hidden = tokio::time::Instant::now();
+    let deadline = hidden + MEDIA_WAIT;
+    loop {
+        let before = bob.frames_of(&ada_id).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = bob.frames_of(&ada_id).await?;
+        if after == before {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{large}: Bob still decodes Ada's video with her tile hidden ({before} → {after})"
+        );
+    }
+    println!(
+        "[{large}] Ada's tile hidden at Bob: no frames after {:?}",
+        hidden.elapsed()
+    );
+    bob.js(&tile("")).await?;
+    keeps_playing(&bob, &ada_id).await?;
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    while bob.video_height_of(&ada_id).await? != large_h {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{large}: Bob's video of Ada not back to {large_h} after showing her tile"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // Bob leaves: Ada's top layer is needed by nobody (Cid's tile is small) and stops at her
     // browser, after five seconds; Cid keeps playing the smaller one.
     let active = |e: &[(String, bool)]| -> Vec<String> {
@@ -731,7 +766,15 @@ async fn small_windows_get_small_layers(
          {:?}",
         resized.elapsed()
     );
-    keeps_playing(&cid, &ada_id).await?;
+    // A layer just turned back on may stall once while the publisher's uplink estimate makes
+    // room for it (CI saw 1.5 s without a frame once): it must play again, not never pause.
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    while keeps_playing(&cid, &ada_id).await.is_err() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{small}: Cid's video of Ada never played again after her layer came back"
+        );
+    }
     close_all(vec![ada, bob, cid]).await;
     Ok(())
 }
