@@ -386,10 +386,10 @@ async fn over_https(browser: Browser) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 10: simulcast (the default): a Chromium and a Firefox page each send their camera in
+/// Scenario 10: with `--simulcast`, a Chromium and a Firefox page each send their camera in
 /// two or more layers and still see each other.
 async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
-    let app = App::start(|_| {}).await?;
+    let app = App::start(|c| c.simulcast = true).await?;
     let room = room("simulcast");
     let ada = open(first, "Ada").await?;
     let bob = open(second, "Bob").await?;
@@ -513,10 +513,10 @@ async fn simulcast_layers(first: Browser, second: Browser) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 11: a publisher turns its top encoding off and on; a viewer in
+/// Scenario 11: with `--simulcast`, a publisher turns its top encoding off and on; a viewer in
 /// the other browser keeps playing throughout, at a smaller size while it is off.
 async fn simulcast_top_layer_off_and_on(publisher: Browser, viewer: Browser) -> Result<()> {
-    let app = App::start(|_| {}).await?;
+    let app = App::start(|c| c.simulcast = true).await?;
     let room = room("simulcast-switch");
     let ada = open(publisher, "Ada").await?;
     let bob = open(viewer, "Bob").await?;
@@ -609,7 +609,7 @@ async fn keeps_playing(p: &Page, peer_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Scenario 12: three people, simulcast as shipped. A page made small gets a smaller layer of a
+/// Scenario 12: three people, with `--simulcast`. A page made small gets a smaller layer of a
 /// camera than a large page watching it, and keeps playing through the change; a hidden tile
 /// gets no video, and plays again when shown; once the large page leaves, the layer nobody
 /// needs stops at the publisher (`active = false`), and it starts again when the small page
@@ -622,7 +622,7 @@ async fn small_windows_get_small_layers(
     // A phone-sized window: one column of tiles, each under 200 pixels high.
     const SMALL: (u32, u32) = (360, 640);
     const LARGE: (u32, u32) = (1280, 800);
-    let app = App::start(|_| {}).await?;
+    let app = App::start(|c| c.simulcast = true).await?;
     let room = room("tile-sizes");
     let ada = open(publisher, "Ada").await?;
     let bob = open(large, "Bob").await?;
