@@ -23,6 +23,10 @@ impl App {
                 dist.display()
             );
         }
+        // The server's log, when asked for (`RUST_LOG=server=debug`): on stderr, with the test's.
+        if std::env::var_os("RUST_LOG").is_some() {
+            server::logging::init(std::io::stderr);
+        }
         let mut config = Config::for_tests();
         config.static_dir = dist;
         tweak(&mut config);

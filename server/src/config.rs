@@ -132,10 +132,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fanout_shards: Option<u16>,
 
-    /// Simulcast: each camera is asked for three layers (quarter, half and full size) and
-    /// each viewer gets the one its tile and its link fit. Off: one stream per camera,
-    /// forwarded as it comes.
-    #[arg(long, env = "VIDEOROOM_SIMULCAST")]
+    /// Simulcast (on unless `--no-simulcast`): each camera is asked for up to three layers
+    /// (quarter, half and full size) and each viewer gets the one its tile and its link fit.
+    /// Off: one stream per camera, forwarded as it comes.
+    #[arg(
+        long = "no-simulcast",
+        env = "VIDEOROOM_NO_SIMULCAST",
+        action = clap::ArgAction::SetFalse
+    )]
     pub simulcast: bool,
 
     /// Most TCP connections open at once (page loads and WebSockets); the next is closed at once.
@@ -209,7 +213,7 @@ impl Config {
             tls_self_signed: false,
             tls_dir: PathBuf::from("videoroom-dev-tls"),
             fanout_shards: None,
-            simulcast: false,
+            simulcast: true,
             // Tests open many connections and joins from 127.0.0.1; the limit tests set theirs.
             max_connections: 4096,
             max_connections_per_ip: 4096,
@@ -497,11 +501,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.ice_ips.len(), 2);
         assert_eq!(c.max_peers_per_room, 2);
-        assert!(!c.simulcast, "simulcast is off by default (for now)");
-        let on = Config::try_parse_from(["s", "--simulcast"]).unwrap();
-        assert!(on.simulcast);
+        assert!(c.simulcast, "simulcast is on by default");
+        let off = Config::try_parse_from(["s", "--no-simulcast"]).unwrap();
+        assert!(!off.simulcast);
         assert!(
-            parse_with_file("simulcast = true\n", &[])
+            !parse_with_file("no_simulcast = true\n", &[])
                 .unwrap()
                 .simulcast
         );

@@ -22,6 +22,16 @@ use crate::vp8::{self, Size};
 /// A layer that sent nothing for this long is not forwarded.
 pub const SILENCE: Duration = Duration::from_secs(1);
 
+/// A layer that starts (or starts again after [`SILENCE`]) counts as live only once it has
+/// sent this long without a gap over [`WARMUP_GAP`], unless no other layer is live by then: a
+/// browser turning an encoding back on can send a keyframe and then stall while its encoder
+/// and bandwidth estimate settle, and a viewer switched to it then sees a freeze (seen in e2e
+/// s12: 1.5–3 s with a Firefox camera). Its viewers wait on the layer below meanwhile.
+pub const WARMUP: Duration = Duration::from_secs(1);
+
+/// The longest gap between a warming layer's packets that does not start its warm-up again.
+const WARMUP_GAP: Duration = Duration::from_millis(500);
+
 /// How often a layer's task looks again at which layer to forward.
 const RECHECK: Duration = Duration::from_millis(100);
 
@@ -53,6 +63,8 @@ pub struct Layer {
 #[derive(Debug, Default)]
 struct Meter {
     last: Option<Instant>,
+    /// When its current warm-up started (its first packet, or the first after a gap).
+    since: Option<Instant>,
     size: Option<Size>,
     window_start: Option<Instant>,
     window_bytes: u64,
@@ -63,6 +75,14 @@ struct Meter {
 impl Meter {
     /// Counts one packet; true when it was a keyframe of a size not seen before.
     fn on_packet(&mut self, now: Instant, packet: &Packet, video: bool) -> bool {
+        let warming = self.since.is_none_or(|s| now.duration_since(s) < WARMUP);
+        let restart = self.last.is_none_or(|t| {
+            let gap = now.duration_since(t);
+            gap >= SILENCE || (warming && gap > WARMUP_GAP)
+        });
+        if restart {
+            self.since = Some(now);
+        }
         self.last = Some(now);
         let start = *self.window_start.get_or_insert(now);
         self.window_bytes += (packet.payload.len() + RTP_OVERHEAD) as u64;
@@ -87,10 +107,22 @@ impl Meter {
     fn reading(&self, now: Instant) -> Reading {
         Reading {
             live: self.last.is_some_and(|t| now.duration_since(t) < SILENCE),
+            warm: self.since.is_some_and(|s| now.duration_since(s) >= WARMUP),
             area: self.size.map_or(0, Size::area),
             bitrate: self.bitrate,
         }
     }
+}
+
+/// `readings` with a layer still warming up counted as not live when another is warm (see
+/// [`WARMUP`]).
+fn settle(mut readings: Vec<Reading>) -> Vec<Reading> {
+    if readings.iter().any(|r| r.live && r.warm) {
+        for r in &mut readings {
+            r.live &= r.warm;
+        }
+    }
+    readings
 }
 
 /// A live layer as the allocator sees it.
@@ -125,8 +157,10 @@ pub fn layer_for_tile(heights: &[Option<u16>], tile_height: u32) -> Option<usize
 /// A layer's state as the choice sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
-    /// It sent something within [`SILENCE`].
+    /// It sent something within [`SILENCE`] (and, once another layer is warm, has warmed up).
     pub live: bool,
+    /// It has sent steadily for [`WARMUP`].
+    pub warm: bool,
     /// Pixels in its last keyframe; 0 until one is seen.
     pub area: u32,
     /// Bits per second of RTP (payload and header).
@@ -265,20 +299,24 @@ impl Layers {
         let Ok(choice) = self.state.lock() else {
             return Vec::new();
         };
+        let readings = settle(choice.layers.iter().map(|l| l.reading(now)).collect());
         choice
             .layers
             .iter()
-            .map(|l| (l.rid.clone(), l.ssrc, l.reading(now)))
+            .zip(readings)
+            .map(|(l, r)| (l.rid.clone(), l.ssrc, r))
             .collect()
     }
 
     /// The live layers, lowest first (for the `allocator`).
     pub fn ladder(&self, now: Instant) -> Vec<Rung> {
-        self.ranking()
+        let ranking = self.ranking();
+        let readings = settle(ranking.ranked.iter().map(|(l, _)| l.reading(now)).collect());
+        ranking
             .ranked
             .iter()
-            .filter_map(|(l, _)| {
-                let r = l.reading(now);
+            .zip(readings)
+            .filter_map(|((l, _), r)| {
                 let height = l.meter.lock().ok().and_then(|m| m.size).map(|s| s.height);
                 r.live.then(|| Rung {
                     rid: l.rid.clone(),
@@ -340,7 +378,7 @@ impl Layers {
         let Ok(mut choice) = self.state.lock() else {
             return;
         };
-        let readings: Vec<Reading> = choice.layers.iter().map(|l| l.reading(now)).collect();
+        let readings = settle(choice.layers.iter().map(|l| l.reading(now)).collect());
         let next = choose(choice.current, &readings);
         self.rerank(&choice.layers, &readings, next);
         if next == choice.current {
@@ -437,6 +475,7 @@ impl Layer {
         self.meter.lock().map_or(
             Reading {
                 live: false,
+                warm: false,
                 area: 0,
                 bitrate: 0,
             },
@@ -459,6 +498,7 @@ mod tests {
     fn r(live: bool, area: u32, bitrate: u64) -> Reading {
         Reading {
             live,
+            warm: live,
             area,
             bitrate,
         }
@@ -575,6 +615,61 @@ mod tests {
             Verdict::Switched
         );
         assert_eq!(layers.selected_ssrc(), Some(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_back_from_silence_is_forwarded_once_it_has_sent_steadily() {
+        let layers = Layers::new(true);
+        let q = layers.add("q", 1, requester(1));
+        let f = layers.add("f", 3, requester(3));
+        let (mut cq, mut cf) = (Cursor::default(), Cursor::default());
+        let tick = Duration::from_millis(100);
+        // Both start together: nothing is warm yet, so the bigger is forwarded at once.
+        layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        layers.on_packet(&f, &vp8_key(1280, 720), &mut cf);
+        assert_eq!(layers.selected_ssrc(), Some(3));
+        // f falls silent while q goes on: q is forwarded.
+        for _ in 0..12 {
+            tokio::time::advance(tick).await;
+            layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        }
+        assert_eq!(layers.selected_ssrc(), Some(1));
+        // f comes back with a keyframe and stalls (a gap over WARMUP_GAP), then sends on:
+        // q stays forwarded until f has sent steadily for WARMUP from the end of the stall.
+        assert_eq!(
+            layers.on_packet(&f, &vp8_key(1280, 720), &mut cf),
+            Verdict::Skip
+        );
+        tokio::time::advance(Duration::from_millis(600)).await;
+        layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        let restarted = Instant::now();
+        while restarted.elapsed() < WARMUP {
+            assert_eq!(
+                layers.on_packet(&f, &vp8_key(1280, 720), &mut cf),
+                Verdict::Skip,
+                "f forwarded {:?} into its warm-up",
+                restarted.elapsed()
+            );
+            assert!(
+                !layers.readings(Instant::now())[1].2.live,
+                "f counts as live to the allocator during its warm-up"
+            );
+            assert!(layers.ladder(Instant::now()).iter().all(|r| r.rid == "q"));
+            tokio::time::advance(tick).await;
+            layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        }
+        assert_eq!(
+            layers.on_packet(&f, &vp8_key(1280, 720), &mut cf),
+            Verdict::Switched
+        );
+        assert_eq!(layers.ladder(Instant::now()).len(), 2);
+        // Once warm, a gap shorter than SILENCE does not take it off.
+        tokio::time::advance(Duration::from_millis(600)).await;
+        layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        assert_eq!(
+            layers.on_packet(&f, &vp8_key(1280, 720), &mut cf),
+            Verdict::Forward
+        );
     }
 
     #[tokio::test(start_paused = true)]

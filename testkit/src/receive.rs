@@ -36,7 +36,14 @@ pub(crate) async fn receive(
         .find(|e| e.uri == AUDIO_LEVEL_URI)
         .and_then(|e| u8::try_from(e.id).ok());
     let mut seen: HashMap<TrackId, Seen> = HashMap::new();
-    while let Ok((packet, _)) = track.read_rtp().await {
+    loop {
+        let packet = match track.read_rtp().await {
+            Ok((packet, _)) => packet,
+            Err(e) => {
+                tracing::debug!(mid, ssrc = track.ssrc(), "track read ended: {e}");
+                break;
+            }
+        };
         let now = tokio::time::Instant::now();
         let payload = read_payload(&packet.payload);
         let ok = payload.is_some();

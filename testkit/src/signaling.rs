@@ -238,6 +238,7 @@ pub(crate) async fn signal_loop(
                     // The offer may carry the server's candidates already; ignore them too.
                     sdp_offer.sdp = strip_sdp_lines(&sdp_offer.sdp, CANDIDATE_LINES);
                 }
+                tracing::debug!(id = ?state.borrow().id, offer = %sdp_offer.sdp, "offer");
                 let reply = answer(&pc, sdp_offer, &mid_to_track_id, &local, simulcast)
                     .await
                     .map(|reply| {
@@ -249,6 +250,7 @@ pub(crate) async fn signal_loop(
                     });
                 match reply {
                     Ok(reply) => {
+                        tracing::debug!(id = ?state.borrow().id, answer = ?reply, "answer");
                         // Queued first: whatever a test sends once it sees the count follows it.
                         let _ = out.send(Message::Text(reply.encode().into()));
                         state.send_modify(|s| {

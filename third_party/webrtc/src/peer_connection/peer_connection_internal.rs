@@ -1069,6 +1069,16 @@ impl PeerConnectionInternal {
             Some(r) => r,
             None => return Err(Error::ErrPeerConnRemoteDescriptionNil),
         };
+        // VIDEOROOM PATCH (2): a declared SSRC's first packets can arrive before
+        // `start_rtp_receivers` has opened its stream (it runs on the operations queue, after
+        // `set_local_description` has returned and the answer gone out). The probe below then
+        // shared the stream with the receiver, and on failing closed it under the receiver:
+        // the track ended after ~10 packets and the SSRC was "unhandled" ever after. Such a
+        // stream is left to its receiver, which opens the same one with its packets buffered.
+        if ssrc_is_declared(&parsed, ssrc) {
+            self.dtls_transport.remove_simulcast_stream(ssrc).await;
+            return Ok(());
+        }
         // If the remote SDP was only one media section the ssrc doesn't have to be explicitly declared
         if self.handle_undeclared_ssrc(ssrc, &parsed).await? {
             return Ok(());
@@ -1132,6 +1142,13 @@ impl PeerConnectionInternal {
         let mut buf = vec![0u8; self.setting_engine.get_receive_mtu()];
 
         'probe: for _ in 0..=SIMULCAST_PROBE_COUNT {
+            // VIDEOROOM PATCH (2): an offerer can get a new stream's packets before the answer
+            // declaring it is applied; once it is, the receiver owns the stream (the packets
+            // read here are lost to it, as a few early ones; NACK and PLI repair that).
+            if self.remote_ssrc_is_declared(ssrc).await {
+                self.dtls_transport.remove_simulcast_stream(ssrc).await;
+                return Ok(());
+            }
             let (pkt, a) = rtp_interceptor
                 .read(&mut buf, &stream_info.attributes)
                 .await?;
@@ -1211,12 +1228,25 @@ impl PeerConnectionInternal {
             }
         }
 
+        self.dtls_transport.remove_simulcast_stream(ssrc).await;
+        // VIDEOROOM PATCH (2): not when a receiver has since been given the SSRC: closing
+        // would end its track.
+        if self.remote_ssrc_is_declared(ssrc).await {
+            return Ok(());
+        }
         let _ = rtp_read_stream.close().await;
         let _ = rtcp_read_stream.close().await;
         icpr.unbind_remote_stream(&stream_info).await;
-        self.dtls_transport.remove_simulcast_stream(ssrc).await;
 
         Err(Error::ErrPeerConnSimulcastIncomingSSRCFailed)
+    }
+
+    /// VIDEOROOM PATCH (2): whether the remote description now declares `ssrc`.
+    async fn remote_ssrc_is_declared(&self, ssrc: SSRC) -> bool {
+        self.remote_description()
+            .await
+            .and_then(|rd| rd.parsed)
+            .is_some_and(|parsed| ssrc_is_declared(&parsed, ssrc))
     }
 
     async fn start_receiver(
@@ -1629,4 +1659,12 @@ fn get_stream_mid_rid(
     };
 
     Ok((mid, rid, srid))
+}
+
+/// VIDEOROOM PATCH (2): whether `ssrc` is a media or repair SSRC of a track `remote`
+/// declares, so that a receiver opens its stream (RID-described tracks are probed instead).
+fn ssrc_is_declared(remote: &SessionDescription, ssrc: SSRC) -> bool {
+    track_details_from_sdp(remote, false)
+        .iter()
+        .any(|t| t.ssrcs.contains(&ssrc) || (t.repair_ssrc != 0 && t.repair_ssrc == ssrc))
 }
