@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::vp8::Renumber;
 use async_trait::async_trait;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::{
@@ -38,6 +39,11 @@ pub const GENERATION_ATTRIBUTE: usize = 0x7672_6765;
 /// (a layered track keeps timestamps continuous across layers); absent is 0. Applied here so a
 /// retransmission gets the same.
 pub const TIMESTAMP_OFFSET_ATTRIBUTE: usize = 0x7672_7473;
+
+/// The attribute under which a forwarded VP8 packet carries how to renumber its descriptor
+/// (a packed [`Renumber`]: a layered track keeps PictureID and TL0PICIDX continuous across
+/// layers); absent is none. Applied here so a retransmission gets the same.
+pub const RENUMBER_ATTRIBUTE: usize = 0x7672_706e;
 
 /// Packets kept per published video track: ~0.8 s of 1.5 Mbit/s video, ~2 s of 0.5 Mbit/s.
 /// A resend is worth it only while the receiver's jitter buffer still waits for the packet
@@ -182,6 +188,8 @@ struct Segment {
     offset: u16,
     /// Added to the source's timestamps (a layered track's continuity, see `simulcast`).
     timestamp_offset: u32,
+    /// Applied to the source's VP8 descriptors (likewise).
+    renumber: Renumber,
     /// The source's own number for the segment's first packet.
     first_raw: u16,
     /// Its number on the wire; `None` for the stream's first segment.
@@ -203,6 +211,7 @@ impl Numbering {
     /// than its segment's first packet (its number on the wire would be the previous
     /// segment's; in the stream's first segment, it is from before the subscriber started,
     /// who decodes from the first packet's keyframe on).
+    #[cfg(test)]
     fn map(
         &mut self,
         source: usize,
@@ -210,6 +219,27 @@ impl Numbering {
         timestamp_offset: u32,
         raw: u16,
     ) -> Option<(u16, u32)> {
+        self.map_renumbered(
+            source,
+            generation,
+            timestamp_offset,
+            Renumber::default(),
+            raw,
+        )
+        .map(|(seq, offset, _)| (seq, offset))
+    }
+
+    /// [`Numbering::map`] for a packet whose generation also renumbers VP8 descriptors: the
+    /// segment keeps the first `renumber` it was mapped with, and it is returned with the
+    /// timestamp offset.
+    fn map_renumbered(
+        &mut self,
+        source: usize,
+        generation: usize,
+        timestamp_offset: u32,
+        renumber: Renumber,
+        raw: u16,
+    ) -> Option<(u16, u32, Renumber)> {
         let origin = (source, generation);
         let current = match self.segments.last() {
             Some(seg) if seg.origin == origin => *seg,
@@ -229,6 +259,7 @@ impl Numbering {
                         .newest
                         .map_or(0, |newest| newest.wrapping_add(1).wrapping_sub(raw)),
                     timestamp_offset,
+                    renumber,
                     first_raw: raw,
                     first_wire: self.newest.map(|n| n.wrapping_add(1)),
                 };
@@ -247,12 +278,12 @@ impl Numbering {
             Some(newest) if out.wrapping_sub(newest) >= HALF => {}
             _ => self.newest = Some(out),
         }
-        Some((out, current.timestamp_offset))
+        Some((out, current.timestamp_offset, current.renumber))
     }
 
     /// Whose packet number `wire` on this stream was: that source, its own number for it, and
-    /// the timestamp offset it went out with.
-    fn source_of(&self, wire: u16) -> Option<(usize, u16, u32)> {
+    /// the timestamp offset and renumbering it went out with.
+    fn source_of(&self, wire: u16) -> Option<(usize, u16, u32, Renumber)> {
         let seg = self.segments.iter().rev().find(|seg| {
             seg.first_wire
                 .is_none_or(|first| wire.wrapping_sub(first) < HALF)
@@ -261,6 +292,7 @@ impl Numbering {
             seg.origin.0,
             wire.wrapping_sub(seg.offset),
             seg.timestamp_offset,
+            seg.renumber,
         ))
     }
 }
@@ -412,18 +444,28 @@ impl RTPWriter for Stream {
         let source = a.get(&SOURCE_ATTRIBUTE).copied().unwrap_or(0);
         let generation = a.get(&GENERATION_ATTRIBUTE).copied().unwrap_or(0);
         let offset = a.get(&TIMESTAMP_OFFSET_ATTRIBUTE).copied().unwrap_or(0) as u32;
+        let renumber = a
+            .get(&RENUMBER_ATTRIBUTE)
+            .map_or_else(Renumber::default, |&w| Renumber::unpack(w));
         let mapped = {
             let Ok(mut numbering) = self.numbering.lock() else {
                 return self.next.write(packet, a).await;
             };
-            numbering.map(source, generation, offset, packet.header.sequence_number)
+            numbering.map_renumbered(
+                source,
+                generation,
+                offset,
+                renumber,
+                packet.header.sequence_number,
+            )
         };
-        let Some((seq, offset)) = mapped else {
+        let Some((seq, offset, renumber)) = mapped else {
             return Ok(0);
         };
         let mut out = packet.clone();
         out.header.sequence_number = seq;
         out.header.timestamp = out.header.timestamp.wrapping_add(offset);
+        renumbered(&mut out, renumber);
         self.next.write(&out, a).await
     }
 }
@@ -468,7 +510,7 @@ impl RTCPReader for NackReader {
             self.stats
                 .nacked
                 .fetch_add(wanted.len() as u64, Ordering::Relaxed);
-            let sources: Vec<(u16, (usize, u16, u32))> = match stream.numbering.lock() {
+            let sources: Vec<(u16, (usize, u16, u32, Renumber))> = match stream.numbering.lock() {
                 Ok(numbering) => wanted
                     .iter()
                     .filter_map(|&wire| Some((wire, numbering.source_of(wire)?)))
@@ -480,7 +522,7 @@ impl RTCPReader for NackReader {
             let mut histories: Vec<(usize, Option<Arc<Mutex<History>>>)> = Vec::new();
             let resend: Vec<Packet> = sources
                 .into_iter()
-                .filter_map(|(wire, (source, seq, timestamp_offset))| {
+                .filter_map(|(wire, (source, seq, timestamp_offset, renumber))| {
                     let history = match histories.iter().find(|(s, _)| *s == source) {
                         Some((_, h)) => h.clone(),
                         None => {
@@ -492,6 +534,7 @@ impl RTCPReader for NackReader {
                     let mut p = history.lock().ok()?.get(seq)?;
                     p.header.sequence_number = wire;
                     p.header.timestamp = p.header.timestamp.wrapping_add(timestamp_offset);
+                    renumbered(&mut p, renumber);
                     p.header.ssrc = stream.ssrc;
                     p.header.payload_type = stream.payload_type;
                     Some(p)
@@ -515,6 +558,17 @@ impl RTCPReader for NackReader {
         }
         Ok((packets, attributes))
     }
+}
+
+/// `packet` with its VP8 descriptor renumbered: a copy of the payload (the original is shared
+/// with the history and the other subscribers), only when there is something to change.
+fn renumbered(packet: &mut Packet, renumber: Renumber) {
+    if renumber.is_identity() {
+        return;
+    }
+    let mut payload = packet.payload.to_vec();
+    renumber.apply(&mut payload);
+    packet.payload = payload.into();
 }
 
 fn supports_nack(info: &StreamInfo) -> bool {
@@ -599,7 +653,7 @@ mod tests {
 
     /// `Numbering::source_of`, without the timestamp offset.
     fn source_of(n: &Numbering, wire: u16) -> Option<(usize, u16)> {
-        n.source_of(wire).map(|(source, raw, _)| (source, raw))
+        n.source_of(wire).map(|(source, raw, ..)| (source, raw))
     }
 
     static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
@@ -838,8 +892,19 @@ mod tests {
         assert_eq!(n.map(2, 2, 5000, 302), Some((14, 5000)));
         assert_eq!(n.map(2, 2, 5000, 301), Some((13, 5000)));
         // A NACK is answered with the offset its segment went out with.
-        assert_eq!(n.source_of(13), Some((2, 301, 5000)));
-        assert_eq!(n.source_of(11), Some((1, 11, 0)));
+        let none = Renumber::default();
+        assert_eq!(n.source_of(13), Some((2, 301, 5000, none)));
+        assert_eq!(n.source_of(11), Some((1, 11, 0, none)));
+        // And with its VP8 renumbering: the one the segment started with.
+        let r = Renumber {
+            picture_id: 7,
+            tl0: 3,
+            key_idx: 0,
+        };
+        assert_eq!(n.map_renumbered(1, 3, 9000, r, 20), Some((15, 9000, r)));
+        assert_eq!(n.map_renumbered(1, 3, 9000, none, 21), Some((16, 9000, r)));
+        assert_eq!(n.source_of(16), Some((1, 21, 9000, r)));
+        assert_eq!(n.source_of(14), Some((2, 302, 5000, none)));
         // The stream's first segment refuses them too: the subscriber starts at its first.
         let mut first = Numbering::default();
         assert_eq!(first.map(1, 0, 0, 100), Some((100, 0)));

@@ -31,7 +31,8 @@ use webrtc::rtp_transceiver::rtp_codec::{
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
 use crate::layers::{Layer, Layers, Ranking};
-use crate::nack::TIMESTAMP_OFFSET_ATTRIBUTE;
+use crate::nack::{RENUMBER_ATTRIBUTE, TIMESTAMP_OFFSET_ATTRIBUTE};
+use crate::vp8::{self, Numbers, Renumber};
 
 /// The RTP clock of video.
 const VIDEO_CLOCK_HZ: u64 = 90_000;
@@ -123,6 +124,10 @@ struct BindingState {
     timestamp_offset: u32,
     /// The last timestamp sent, after the offset, and when.
     last_sent: Option<(u32, Instant)>,
+    /// Applied to the current layer's VP8 descriptors.
+    renumber: Renumber,
+    /// The VP8 numbers last sent, renumbered.
+    last_numbers: Option<Numbers>,
     /// The attributes packets of this generation are written with.
     attributes: Arc<Attributes>,
     /// When a keyframe of the target was last asked for, while waiting to switch.
@@ -208,6 +213,12 @@ impl LayeredTrack {
         ranking: &Ranking,
     ) -> (Vec<(Switch, Cause)>, usize, Option<webrtc::Error>) {
         let keyframe = Layer::is_keyframe(&packet.payload);
+        // Only VP8 has the numbering a switch must keep continuous.
+        let numbers = if self.codec.mime_type.eq_ignore_ascii_case("video/vp8") {
+            vp8::numbers(&packet.payload)
+        } else {
+            None
+        };
         let now = Instant::now();
         let mut switches = Vec::new();
         // Layers whose keyframe a binding waits for: asked once the locks are released.
@@ -269,7 +280,13 @@ impl LayeredTrack {
                     if st.target != Some(id) || !keyframe {
                         continue;
                     }
-                    let switch = st.switch_to(layer, ranking, now, packet.header.timestamp);
+                    let switch = st.switch_to(
+                        layer,
+                        ranking,
+                        now,
+                        packet.header.timestamp,
+                        numbers.as_ref(),
+                    );
                     let switch = if std::mem::take(&mut st.paused) {
                         Switch::Resumed
                     } else {
@@ -279,6 +296,9 @@ impl LayeredTrack {
                 }
                 let timestamp = packet.header.timestamp.wrapping_add(st.timestamp_offset);
                 st.last_sent = Some((timestamp, now));
+                if let Some(n) = &numbers {
+                    st.last_numbers = Some(st.renumber.numbers(n));
+                }
                 st.attributes.clone()
             };
             let mut p = packet.clone();
@@ -300,13 +320,15 @@ impl LayeredTrack {
 }
 
 impl BindingState {
-    /// Makes `layer` current from its packet with timestamp `raw_timestamp`.
+    /// Makes `layer` current from its packet with timestamp `raw_timestamp` and VP8 numbers
+    /// `numbers`.
     fn switch_to(
         &mut self,
         layer: &Layer,
         ranking: &Ranking,
         now: Instant,
         raw_timestamp: u32,
+        numbers: Option<&Numbers>,
     ) -> Switch {
         self.generation += 1;
         self.timestamp_offset = match self.last_sent {
@@ -329,6 +351,13 @@ impl BindingState {
         self.current = Some(layer.id());
         let mut a = layer.attributes(self.generation);
         a.insert(TIMESTAMP_OFFSET_ATTRIBUTE, self.timestamp_offset as usize);
+        self.renumber = match (&self.last_numbers, numbers) {
+            (Some(last), Some(next)) => Renumber::continuing(last, next),
+            _ => Renumber::default(),
+        };
+        if !self.renumber.is_identity() {
+            a.insert(RENUMBER_ATTRIBUTE, self.renumber.pack());
+        }
         self.attributes = Arc::new(a);
         tracing::debug!(rid = %layer.rid, generation = self.generation, ?switch, "layer switch");
         switch
@@ -436,18 +465,18 @@ mod tests {
         let mut st = BindingState::default();
         let t0 = Instant::now();
         // The first layer keeps its own timestamps.
-        assert_eq!(st.switch_to(&f, &ranking, t0, 7_000), Switch::First);
+        assert_eq!(st.switch_to(&f, &ranking, t0, 7_000, None), Switch::First);
         assert_eq!(st.timestamp_offset, 0);
         st.last_sent = Some((7_000, t0));
         // 100 ms later q's keyframe, stamped 555 by q's own clock, goes out 9000 ticks later.
         let later = t0 + Duration::from_millis(100);
-        assert_eq!(st.switch_to(&q, &ranking, later, 555), Switch::Down);
+        assert_eq!(st.switch_to(&q, &ranking, later, 555, None), Switch::Down);
         assert_eq!(555u32.wrapping_add(st.timestamp_offset), 16_000);
         assert_eq!(st.generation, 2);
         assert_eq!(st.current, Some(q.id()));
         // Across the wrap of either clock, and never the same timestamp twice.
         st.last_sent = Some((u32::MAX - 10, later));
-        assert_eq!(st.switch_to(&f, &ranking, later, 20), Switch::Up);
+        assert_eq!(st.switch_to(&f, &ranking, later, 20, None), Switch::Up);
         assert_eq!(20u32.wrapping_add(st.timestamp_offset), u32::MAX - 9);
         let a = &st.attributes;
         assert_eq!(

@@ -517,6 +517,12 @@ async fn a_layer_that_stops_moves_its_viewers_down_and_back_seamlessly() {
             w[1]
         );
     }
+    // And one unbroken run of VP8 PictureIDs, though each layer numbers its own.
+    assert_eq!(
+        video_from(&st, &ada.id).picture_id_jumps,
+        0,
+        "PictureIDs jumped at a switch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,8 @@ pub(crate) async fn receive(
     struct Seen {
         counters: HashSet<u32>,
         last: Option<tokio::time::Instant>,
+        /// The last packet's sequence number and PictureID.
+        last_picture: Option<(u16, u16)>,
     }
     let kind = track.kind().to_string();
     let level_id = track
@@ -48,6 +50,7 @@ pub(crate) async fn receive(
         let payload = read_payload(&packet.payload);
         let ok = payload.is_some();
         let counter = payload.map(|p| p.counter);
+        let picture_id = payload.and_then(|p| p.picture_id);
         let len = packet.payload.len() as u64;
         let has_level = level_id.is_some_and(|id| packet.header.get_extension(id).is_some());
         state.send_modify(|s| {
@@ -96,6 +99,15 @@ pub(crate) async fn receive(
             }
             if let Some(last) = seen.last {
                 t.longest_gap = t.longest_gap.max(now - last);
+            }
+            if let Some(pid) = picture_id {
+                let seq = packet.header.sequence_number;
+                if let Some((last_seq, last_pid)) = seen.last_picture {
+                    if seq == last_seq.wrapping_add(1) && pid != (last_pid + 1) & 0x7fff {
+                        t.picture_id_jumps += 1;
+                    }
+                }
+                seen.last_picture = Some((seq, pid));
             }
             seen.last = Some(now);
         });

@@ -26,6 +26,10 @@ pub struct TrackStats {
     pub counters: Option<(u32, u32)>,
     /// The longest time between two packets of this track (the worst freeze a viewer saw).
     pub longest_gap: Duration,
+    /// Consecutive packets (by sequence number) of VP8-shaped payloads whose PictureIDs do
+    /// not follow by one (each testkit packet is a frame): what a receiver's decoder trips
+    /// on after a switch of simulcast layer that is not renumbered.
+    pub picture_id_jumps: u64,
     /// Packets that carried an audio level (the extension negotiated for this track).
     pub with_audio_level: u64,
     /// The SSRC it arrives with (the server's sender for it).
