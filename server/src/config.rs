@@ -132,6 +132,32 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fanout_shards: Option<u16>,
 
+    /// The Redis shared by every node of a cluster (`redis://host:port/`): rooms are then
+    /// owned through leases in it and nodes list each other (`/cluster`). Without it, this one
+    /// node serves every room and nothing is shared.
+    #[arg(long, env = "VIDEOROOM_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// This node's id in the cluster (default: a fresh one per process).
+    #[arg(long, env = "VIDEOROOM_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The URL other nodes reach this one at (default: `http://` and the address it listens
+    /// on, which must then be reachable from them).
+    #[arg(long, env = "VIDEOROOM_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Milliseconds between a node's heartbeats (its registration and room leases renewed).
+    #[arg(long, env = "VIDEOROOM_CLUSTER_HEARTBEAT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub cluster_heartbeat_ms: u64,
+
+    /// Milliseconds a node's registration and room leases outlive its last heartbeat (at
+    /// least three heartbeats): how soon the rooms of a node that died can be taken.
+    #[arg(long, env = "VIDEOROOM_CLUSTER_LEASE_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub cluster_lease_ms: u64,
+
     /// Simulcast (on unless `--no-simulcast`): each camera is asked for up to three layers
     /// (quarter, half and full size) and each viewer gets the one its tile and its link fit.
     /// Off: one stream per camera, forwarded as it comes.
@@ -213,6 +239,11 @@ impl Config {
             tls_self_signed: false,
             tls_dir: PathBuf::from("videoroom-dev-tls"),
             fanout_shards: None,
+            redis_url: None,
+            node_id: None,
+            advertise_url: None,
+            cluster_heartbeat_ms: 1000,
+            cluster_lease_ms: 5000,
             simulcast: true,
             // Tests open many connections and joins from 127.0.0.1; the limit tests set theirs.
             max_connections: 4096,

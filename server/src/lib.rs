@@ -9,6 +9,7 @@ pub mod access;
 pub mod allocator;
 pub mod bwe;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod forwarder;
 pub mod http;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub joins: rate_limit::PerSource,
     /// Participants per source address whose media is not up yet.
     pub connecting: Arc<http::Gate>,
+    /// This node's place among several (`--redis-url`); `None` alone.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The HTTP routes: `/socket`, `/healthz`, `/metrics`, the client at `/` and `/room/<name>`;
@@ -92,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/socket", get(signaling::handler))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster_view))
         // The room page is the client's own route: serve the app and let it read the path.
         .route_service("/room/{name}", index)
         .fallback_service(ServeDir::new(dir))
@@ -137,18 +141,52 @@ async fn healthz(
     }
 }
 
+/// The live nodes, their load and the rooms each holds (404 without `--redis-url`; the
+/// operator's figures, behind `--metrics-token` like `/metrics`).
+async fn cluster_view(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if !metrics::authorized(&app.config, &headers) {
+        return token_needed("/cluster");
+    }
+    let Some(cluster) = &app.cluster else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this server runs alone: start it with --redis-url to join a cluster\n",
+        )
+            .into_response();
+    };
+    match cluster.view().await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster cannot be listed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// 401 for an operator's page (`path`) asked for without `--metrics-token`.
+fn token_needed(path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        format!("{path} needs Authorization: Bearer <--metrics-token>\n"),
+    )
+        .into_response()
+}
+
 async fn metrics(
     State(app): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if !metrics::authorized(&app.config, &headers) {
-        return (
-            axum::http::StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            "/metrics needs Authorization: Bearer <--metrics-token>\n",
-        )
-            .into_response();
+        return token_needed("/metrics");
     }
     match metrics::render(&app) {
         Ok(body) => (
@@ -265,6 +303,31 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let joins = rate_limit::PerSource::per_minute(config.joins_per_minute_per_ip);
     let connecting = http::Gate::new(usize::MAX, config.max_connecting_per_ip as usize);
     let addr = listener.local_addr()?;
+    let cluster = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let node_id = config
+                .node_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let advertise = config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{addr}"));
+            let c = cluster::Cluster::connect(
+                url,
+                node_id,
+                advertise,
+                Duration::from_millis(config.cluster_heartbeat_ms),
+                Duration::from_millis(config.cluster_lease_ms),
+                config.join_timeout() + Duration::from_secs(1),
+            )
+            .await?;
+            info!(node = %c.node_id, url = %c.url, "joined the cluster");
+            Some(Arc::new(c))
+        }
+    };
     let state = Arc::new(AppState {
         rooms: Rooms::new(
             usize::from(config.max_peers_per_room),
@@ -280,7 +343,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         connections,
         joins,
         connecting,
+        cluster,
     });
+    let heartbeat = state
+        .cluster
+        .clone()
+        .map(|c| tokio::spawn(cluster::run_heartbeat(state.clone(), c)));
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();
     let sessions = state.sessions.clone();
@@ -306,6 +374,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .is_err()
         {
             warn!(left = sessions.len(), "sessions still running at shutdown");
+        }
+        // The registration and leases go before the process does.
+        if let Some(h) = heartbeat {
+            let _ = h.await;
         }
         Ok(())
     });

@@ -42,6 +42,18 @@ pub fn render(app: &AppState) -> Result<String, std::fmt::Error> {
         "Open signaling WebSockets",
         gauge(app.sessions.len()),
     );
+    if let Some(cluster) = &app.cluster {
+        r.register(
+            "cluster_redis_up",
+            "Whether Redis answered this node's last heartbeat (1) or not (0)",
+            gauge(usize::from(cluster.redis_up())),
+        );
+        r.register(
+            "cluster_rooms_claimed",
+            "Rooms whose lease this node holds, or will claim once Redis is back",
+            gauge(cluster.rooms_claimed()),
+        );
+    }
     let media = &app.stats;
     let counter = |c: &std::sync::atomic::AtomicU64| ConstCounter::new(c.load(Ordering::Relaxed));
     r.register(

@@ -109,6 +109,11 @@ impl Rooms {
         self.map().get(room).cloned()
     }
 
+    /// The names of the rooms alive.
+    pub fn names(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+
     /// Current counts.
     pub fn census(&self) -> Census {
         let map = self.map();

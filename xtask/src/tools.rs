@@ -20,6 +20,7 @@ const APT_PACKAGES: &[&str] = &[
     "chromium-driver",
     "firefox-esr",
     "coturn",
+    "redis-server",
     "xvfb",
 ];
 /// The cargo-fuzz that `cargo xtask fuzz` drives (its flags and folder layout are pinned by it).

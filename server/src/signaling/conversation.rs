@@ -16,6 +16,7 @@ use tracing::{debug, info, info_span, Instrument};
 
 use super::frames::{End, Inbound, Session};
 use super::in_room::{in_room, InRoom};
+use crate::cluster::Owner;
 use crate::reconnect;
 use crate::room::{Admission, JoinDenied, MemberHandle};
 use crate::AppState;
@@ -39,6 +40,14 @@ pub(super) async fn converse(s: &mut Session) -> End {
                 token,
             }) => match channel_join(&topic, protocol_version, token.as_deref(), &s.app) {
                 Ok(room) => {
+                    if let Err(reason) = owned_here(&room, &s.app).await {
+                        info!(room = %room, %reason, "channel join refused");
+                        s.out.send(ServerMessage::ChannelJoinError { reason });
+                        if let Some(end) = s.note_error() {
+                            return end;
+                        }
+                        continue;
+                    }
                     s.out.send(ServerMessage::ChannelJoined {
                         topic,
                         protocol_version: PROTOCOL_VERSION,
@@ -229,6 +238,26 @@ fn channel_join(
             .map_err(|e| e.to_string())?;
     }
     Ok(room.to_owned())
+}
+
+/// Whether this node may serve `room`: alone, always; in a cluster, once it holds the room's
+/// lease. Until the signaling is proxied to the owner (issue 40, step 2), a room held by
+/// another node is refused with a reason that names where it is served.
+async fn owned_here(room: &str, app: &AppState) -> Result<(), String> {
+    let Some(cluster) = &app.cluster else {
+        return Ok(());
+    };
+    match cluster.claim(room).await {
+        Owner::Me => Ok(()),
+        Owner::Other { node, url } => Err(match url {
+            Some(url) => format!(
+                "room {room} is served by another node ({node}): open it at {url}/room/{room}"
+            ),
+            None => format!(
+                "room {room} is held by node {node}, which is not answering: try again in a few seconds"
+            ),
+        }),
+    }
 }
 
 fn event_name(e: &ClientMediaEvent) -> &'static str {
