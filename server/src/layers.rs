@@ -108,18 +108,29 @@ impl Meter {
         Reading {
             live: self.last.is_some_and(|t| now.duration_since(t) < SILENCE),
             warm: self.since.is_some_and(|s| now.duration_since(s) >= WARMUP),
+            since: self.since,
             area: self.size.map_or(0, Size::area),
             bitrate: self.bitrate,
         }
     }
 }
 
-/// `readings` with a layer still warming up counted as not live when another is warm (see
-/// [`WARMUP`]).
+/// `readings` with a layer still warming up counted as not live if it (re)started once another
+/// was already warm (see [`WARMUP`]). Layers that start together, as a publisher's do, count
+/// at once: demoting the later ones for the moment the first is warm and they are not would
+/// move every viewer down and up again for nothing.
 fn settle(mut readings: Vec<Reading>) -> Vec<Reading> {
-    if readings.iter().any(|r| r.live && r.warm) {
+    let warm_at = readings
+        .iter()
+        .filter(|r| r.live && r.warm)
+        .filter_map(|r| r.since)
+        .map(|s| s + WARMUP)
+        .min();
+    if let Some(warm_at) = warm_at {
         for r in &mut readings {
-            r.live &= r.warm;
+            if r.live && !r.warm && r.since.is_some_and(|s| s >= warm_at) {
+                r.live = false;
+            }
         }
     }
     readings
@@ -161,6 +172,8 @@ pub struct Reading {
     pub live: bool,
     /// It has sent steadily for [`WARMUP`].
     pub warm: bool,
+    /// When its current warm-up started.
+    pub since: Option<Instant>,
     /// Pixels in its last keyframe; 0 until one is seen.
     pub area: u32,
     /// Bits per second of RTP (payload and header).
@@ -476,6 +489,7 @@ impl Layer {
             Reading {
                 live: false,
                 warm: false,
+                since: None,
                 area: 0,
                 bitrate: 0,
             },
@@ -499,6 +513,7 @@ mod tests {
         Reading {
             live,
             warm: live,
+            since: None,
             area,
             bitrate,
         }
@@ -670,6 +685,27 @@ mod tests {
             layers.on_packet(&f, &vp8_key(1280, 720), &mut cf),
             Verdict::Forward
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn layers_that_start_a_moment_apart_all_count_at_once() {
+        let layers = Layers::new(true);
+        let q = layers.add("q", 1, requester(1));
+        let h = layers.add("h", 2, requester(2));
+        let (mut cq, mut ch) = (Cursor::default(), Cursor::default());
+        let tick = Duration::from_millis(100);
+        layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+        // h starts 300 ms after q, as a browser's layers do: when q is warm and h not yet,
+        // h is still forwarded and never drops out of the ranking.
+        for i in 1..20 {
+            tokio::time::advance(tick).await;
+            layers.on_packet(&q, &vp8_key(320, 180), &mut cq);
+            if i >= 3 {
+                layers.on_packet(&h, &vp8_key(640, 360), &mut ch);
+                assert_eq!(layers.selected_ssrc(), Some(2), "at {} ms", i * 100);
+                assert!(layers.ranking().ranked.iter().all(|(_, live)| *live));
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
