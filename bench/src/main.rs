@@ -480,7 +480,8 @@ async fn run_point(
     mut spec: GenSpec,
     tag: &str,
 ) -> anyhow::Result<PointResult> {
-    let srv = ServerProc::start(spec.server, ns, paths, &args.server_cpu, tag)?;
+    let simulcast = spec.scenario == Scenario::D;
+    let srv = ServerProc::start(spec.server, ns, paths, &args.server_cpu, tag, simulcast)?;
     spec.url = srv.url.clone();
     spec.server_pid = srv.pid;
     let budget = Duration::from_secs(90 + u64::from(spec.n) / 2)

@@ -38,14 +38,15 @@ pub struct ServerPaths {
 }
 
 impl ServerProc {
-    /// Starts `kind` in `ns`'s server namespace on `cpu`; `tag` names its log. Ours runs as
-    /// shipped, simulcast on: the generator's plain publishers decline it.
+    /// Starts `kind` in `ns`'s server namespace on `cpu`; `tag` names its log; ours asks
+    /// cameras for layers when `simulcast`.
     pub fn start(
         kind: ServerKind,
         ns: &Netns,
         paths: &ServerPaths,
         cpu: &str,
         tag: &str,
+        simulcast: bool,
     ) -> anyhow::Result<ServerProc> {
         let log_path = paths.work.join(format!("logs/{tag}-{}.log", kind.name()));
         std::fs::create_dir_all(log_path.parent().unwrap_or(Path::new(".")))?;
@@ -77,6 +78,9 @@ impl ServerProc {
                     "--static-dir",
                 ]);
                 cmd.arg(&paths.static_dir);
+                if simulcast {
+                    cmd.arg("--simulcast");
+                }
                 format!("ws://{SERVER_IP}:{OURS_PORT}/socket")
             }
             ServerKind::Janus => {

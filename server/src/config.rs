@@ -158,14 +158,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(300..=600_000))]
     pub cluster_lease_ms: u64,
 
-    /// Simulcast (on unless `--no-simulcast`): each camera is asked for up to three layers
-    /// (quarter, half and full size) and each viewer gets the one its tile and its link fit.
-    /// Off: one stream per camera, forwarded as it comes.
-    #[arg(
-        long = "no-simulcast",
-        env = "VIDEOROOM_NO_SIMULCAST",
-        action = clap::ArgAction::SetFalse
-    )]
+    /// Simulcast: each camera is asked for three layers (quarter, half and full size) and
+    /// each viewer gets the one its tile and its link fit. Off: one stream per camera,
+    /// forwarded as it comes.
+    #[arg(long, env = "VIDEOROOM_SIMULCAST")]
     pub simulcast: bool,
 
     /// Most TCP connections open at once (page loads and WebSockets); the next is closed at once.
@@ -244,7 +240,7 @@ impl Config {
             advertise_url: None,
             cluster_heartbeat_ms: 1000,
             cluster_lease_ms: 5000,
-            simulcast: true,
+            simulcast: false,
             // Tests open many connections and joins from 127.0.0.1; the limit tests set theirs.
             max_connections: 4096,
             max_connections_per_ip: 4096,
@@ -532,11 +528,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.ice_ips.len(), 2);
         assert_eq!(c.max_peers_per_room, 2);
-        assert!(c.simulcast, "simulcast is on by default");
-        let off = Config::try_parse_from(["s", "--no-simulcast"]).unwrap();
-        assert!(!off.simulcast);
+        assert!(!c.simulcast, "simulcast is off by default (for now)");
+        let on = Config::try_parse_from(["s", "--simulcast"]).unwrap();
+        assert!(on.simulcast);
         assert!(
-            !parse_with_file("no_simulcast = true\n", &[])
+            parse_with_file("simulcast = true\n", &[])
                 .unwrap()
                 .simulcast
         );

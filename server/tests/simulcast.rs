@@ -1,4 +1,4 @@
-//! Simulcast (on by default): the server asks a camera for three layers, receives all of
+//! Simulcast: with `--simulcast` the server asks a camera for three layers, receives all of
 //! them and gives each subscriber one, intact; keyframe requests go to that layer. A subscriber
 //! changes layer only at a keyframe of the new one, with sequence numbers contiguous and
 //! timestamps moving on with time, so the switch is invisible but for sharpness. Publishers
@@ -46,13 +46,13 @@ fn recording_viewer() -> PeerOptions {
     }
 }
 
-/// A server with simulcast (the default), a fresh room, and `peers` joined in order; the first, a
+/// A server with `--simulcast`, a fresh room, and `peers` joined in order; the first, a
 /// simulcast publisher, has all three layers live at the server when this returns.
 async fn simulcast_room(
     prefix: &str,
     peers: Vec<(&str, PeerOptions)>,
 ) -> (RunningServer, String, Vec<TestPeer>) {
-    let server = start(|_| {}).await;
+    let server = start(|c| c.simulcast = true).await;
     let room = room(prefix);
     let url = server.socket_url();
     let mut joined = Vec::new();
@@ -427,9 +427,9 @@ async fn losses_of_the_forwarded_layer_are_repaired() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_simulcast_nobody_is_asked_for_layers() {
+async fn without_the_flag_nobody_is_asked_for_layers() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let server = start(|c| c.simulcast = false).await;
+    let server = start(|_| {}).await;
     let room = room("simulcast-off");
     let url = server.socket_url();
     let ada = TestPeer::join(&url, &room, "Ada", PeerOptions::default())
@@ -669,7 +669,7 @@ async fn every_layer_of_publishers_joining_at_once_is_received() {
     // (four connections coming up at once on two cores) must not be lost: the webrtc crate
     // dropped them for good until it was patched (third_party/webrtc/VIDEOROOM-PATCH.md).
     // The race is narrow: a few rounds of four make it likely that some layer meets it.
-    let server = start(|_| {}).await;
+    let server = start(|c| c.simulcast = true).await;
     let url = server.socket_url();
     for round in 0..3 {
         let room = room(&format!("simulcast-rush-{round}"));

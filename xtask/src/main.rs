@@ -378,7 +378,8 @@ impl Drop for TestServer {
 fn client_browser_tests(tools: &Tools) -> Result<()> {
     // A small cap keeps the room-full test cheap; the tests are told it at build time.
     const CAP: &str = "3";
-    let server = TestServer::start(&["--max-peers-per-room", CAP])?;
+    // Simulcast on: the tile sizes and layer encodings are tested in both browsers.
+    let server = TestServer::start(&["--max-peers-per-room", CAP, "--simulcast"])?;
     let addr = server.addr.to_string();
     let browsers = [
         ("Chromium", "CHROMEDRIVER", tools.chromedriver.clone()),

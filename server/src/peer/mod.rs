@@ -111,7 +111,7 @@ pub struct Peer {
     connect_deadline: Option<Instant>,
     /// Fan-out shards for the tracks this peer publishes.
     fanout_shards: usize,
-    /// Ask the client's camera for simulcast layers (unless `--no-simulcast`).
+    /// Ask the client's camera for simulcast layers (`--simulcast`).
     simulcast: bool,
     /// What the subscriber's feedback says of its downlink.
     downlink: Arc<Downlink>,
