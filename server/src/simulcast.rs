@@ -81,6 +81,8 @@ pub enum Cap {
 /// A simulcast track's local side: one binding per subscriber sender.
 pub struct LayeredTrack {
     codec: RTCRtpCodecCapability,
+    /// VP8: the codec whose descriptor numbering a switch keeps continuous (decided once).
+    vp8: bool,
     id: String,
     stream_id: String,
     bindings: Mutex<Vec<Arc<Binding>>>,
@@ -138,6 +140,7 @@ impl LayeredTrack {
     /// A track with no subscribers yet.
     pub fn new(codec: RTCRtpCodecCapability, id: String, stream_id: String) -> Self {
         LayeredTrack {
+            vp8: codec.mime_type.eq_ignore_ascii_case("video/vp8"),
             codec,
             id,
             stream_id,
@@ -213,8 +216,7 @@ impl LayeredTrack {
         ranking: &Ranking,
     ) -> (Vec<(Switch, Cause)>, usize, Option<webrtc::Error>) {
         let keyframe = Layer::is_keyframe(&packet.payload);
-        // Only VP8 has the numbering a switch must keep continuous.
-        let numbers = if self.codec.mime_type.eq_ignore_ascii_case("video/vp8") {
+        let numbers = if self.vp8 {
             vp8::numbers(&packet.payload)
         } else {
             None
